@@ -1,0 +1,399 @@
+// Package picker decides which blocks a downloader requests from which peer.
+//
+// It is pure policy: the engine tells it what the swarm has and what arrived,
+// and asks it for requests; it never touches sockets, goroutines or clocks,
+// so the real engine, the emulator and table tests all run the same code.
+//
+// The order of preference, as in mainline BitTorrent:
+//
+//  1. blocks of pieces already started (finish what is begun, so pieces become
+//     verifiable and tradable quickly; "strict priority");
+//  2. while the downloader holds fewer than RandomFirst pieces, a random
+//     piece (rarest-first would make every newcomer chase the same few rare
+//     pieces while it has nothing to trade);
+//  3. otherwise the rarest piece the peer has, ties broken at random;
+//  4. in the end game, when every missing block is already requested, blocks
+//     requested from other peers, at most EndGameDuplicates times each, so one
+//     slow peer cannot hold back the last piece.
+package picker
+
+import (
+	"math/rand/v2"
+
+	"github.com/floodgate-p2p/floodgate/internal/bitfield"
+)
+
+// BlockSize is the standard request size (BEP 3 clients use 16 KiB).
+const BlockSize = 16 << 10
+
+// Block names one request: Length bytes at offset Begin of piece Piece.
+type Block struct {
+	Piece, Begin, Length uint32
+}
+
+// Config describes the torrent's geometry and the picker's knobs.
+type Config struct {
+	NumPieces   int
+	PieceLength int64
+	TotalLength int64
+	// RandomFirst is how many pieces are picked at random before switching
+	// to rarest-first (default 4).
+	RandomFirst int
+	// EndGameDuplicates caps how many peers may have the same block
+	// outstanding in the end game (default 2).
+	EndGameDuplicates int
+}
+
+// blockState is what the picker knows of one block of an unfinished piece.
+type blockState struct {
+	requests uint8 // outstanding requests for it
+	received bool
+}
+
+// partial is a piece that has at least one block requested or received.
+type partial struct {
+	blocks   []blockState
+	received int
+}
+
+// Picker tracks piece availability and block progress for one torrent.
+// It is not safe for concurrent use; the engine serialises calls.
+type Picker struct {
+	cfg       Config
+	have      bitfield.Bitfield // verified pieces
+	avail     []int32           // how many connected peers have each piece
+	partials  map[int]*partial
+	pending   int // pieces neither had nor partial; lets Pick skip full scans
+	rng       *rand.Rand
+	numBlocks int // blocks in a full-size piece
+}
+
+// New returns a picker for a torrent in which nothing is held yet.
+func New(cfg Config, rng *rand.Rand) *Picker {
+	if cfg.RandomFirst == 0 {
+		cfg.RandomFirst = 4
+	}
+	if cfg.EndGameDuplicates == 0 {
+		cfg.EndGameDuplicates = 2
+	}
+	return &Picker{
+		cfg:       cfg,
+		have:      bitfield.New(cfg.NumPieces),
+		avail:     make([]int32, cfg.NumPieces),
+		partials:  make(map[int]*partial),
+		pending:   cfg.NumPieces,
+		rng:       rng,
+		numBlocks: int((cfg.PieceLength + BlockSize - 1) / BlockSize),
+	}
+}
+
+// pieceSize is the length of piece i; only the last may be short.
+func (p *Picker) pieceSize(i int) int64 {
+	if i == p.cfg.NumPieces-1 {
+		if r := p.cfg.TotalLength - int64(i)*p.cfg.PieceLength; r > 0 {
+			return r
+		}
+	}
+	return p.cfg.PieceLength
+}
+
+// blocksIn is the number of blocks in piece i.
+func (p *Picker) blocksIn(i int) int {
+	return int((p.pieceSize(i) + BlockSize - 1) / BlockSize)
+}
+
+// BlockAt returns the k-th block of piece i.
+func (p *Picker) BlockAt(i, k int) Block {
+	begin := int64(k) * BlockSize
+	length := min(int64(BlockSize), p.pieceSize(i)-begin)
+	return Block{Piece: uint32(i), Begin: uint32(begin), Length: uint32(length)}
+}
+
+// Have reports whether piece i is verified.
+func (p *Picker) Have(i int) bool { return p.have.Has(i) }
+
+// HaveCount is the number of verified pieces.
+func (p *Picker) HaveCount() int { return p.have.Count() }
+
+// Done reports whether every piece is verified.
+func (p *Picker) Done() bool { return p.have.Count() == p.cfg.NumPieces }
+
+// Bitfield returns a copy of the verified pieces.
+func (p *Picker) Bitfield() bitfield.Bitfield { return p.have.Clone() }
+
+// SetHave marks piece i verified (from a resume check or after its hash
+// checked out) and forgets its block state.
+func (p *Picker) SetHave(i int) {
+	if i < 0 || i >= p.cfg.NumPieces || p.have.Has(i) {
+		return
+	}
+	if _, ok := p.partials[i]; ok {
+		delete(p.partials, i)
+	} else {
+		p.pending--
+	}
+	p.have.Set(i)
+}
+
+// PieceFailed forgets every block of piece i after its hash did not check
+// out, so it is downloaded again.
+func (p *Picker) PieceFailed(i int) {
+	if _, ok := p.partials[i]; ok {
+		delete(p.partials, i)
+		p.pending++
+	}
+}
+
+// PeerHasPiece records that a connected peer announced piece i.
+func (p *Picker) PeerHasPiece(i int) {
+	if i >= 0 && i < len(p.avail) {
+		p.avail[i]++
+	}
+}
+
+// PeerHasBitfield records a connected peer's whole bitfield.
+func (p *Picker) PeerHasBitfield(bf bitfield.Bitfield) {
+	for i := range p.avail {
+		if bf.Has(i) {
+			p.avail[i]++
+		}
+	}
+}
+
+// PeerGone removes a disconnected peer's pieces from the availability counts.
+func (p *Picker) PeerGone(bf bitfield.Bitfield) {
+	for i := range p.avail {
+		if bf.Has(i) && p.avail[i] > 0 {
+			p.avail[i]--
+		}
+	}
+}
+
+// Availability is how many connected peers have piece i.
+func (p *Picker) Availability(i int) int { return int(p.avail[i]) }
+
+// Interesting reports whether the peer has any piece we still need.
+func (p *Picker) Interesting(peerHas bitfield.Bitfield) bool {
+	if p.Done() {
+		return false
+	}
+	for i := 0; i < p.cfg.NumPieces; i++ {
+		if peerHas.Has(i) && !p.have.Has(i) {
+			return true
+		}
+	}
+	return false
+}
+
+// Pick appends up to n new requests to out for a peer that has peerHas, and
+// records them as outstanding. mine reports whether this peer already has a
+// block outstanding; it matters only in the end game, where the same block
+// may be asked of several peers.
+func (p *Picker) Pick(peerHas bitfield.Bitfield, n int, mine func(Block) bool, out []Block) []Block {
+	if n <= 0 || p.Done() {
+		return out
+	}
+	start := len(out)
+	// 1. Finish started pieces, the most complete first.
+	out = p.pickFromPartials(peerHas, n, out)
+	// 2–3. Start new pieces.
+	for len(out)-start < n && p.pending > 0 {
+		i := p.choosePiece(peerHas)
+		if i < 0 {
+			break
+		}
+		pp := &partial{blocks: make([]blockState, p.blocksIn(i))}
+		p.partials[i] = pp
+		p.pending--
+		out = p.takeBlocks(i, pp, n-(len(out)-start), out)
+	}
+	// 4. End game: everything missing is requested somewhere.
+	if len(out) == start && p.pending == 0 {
+		out = p.pickEndGame(peerHas, n, mine, out)
+	}
+	return out
+}
+
+func (p *Picker) pickFromPartials(peerHas bitfield.Bitfield, n int, out []Block) []Block {
+	start := len(out)
+	for len(out)-start < n {
+		best, bestLeft := -1, 0
+		for i, pp := range p.partials {
+			if !peerHas.Has(i) {
+				continue
+			}
+			free := p.unrequested(pp)
+			if free == 0 {
+				continue
+			}
+			// Prefer the piece closest to completion; ties by index keep
+			// the choice deterministic for a given rng.
+			left := len(pp.blocks) - pp.received
+			if best < 0 || left < bestLeft || (left == bestLeft && i < best) {
+				best, bestLeft = i, left
+			}
+		}
+		if best < 0 {
+			return out
+		}
+		out = p.takeBlocks(best, p.partials[best], n-(len(out)-start), out)
+	}
+	return out
+}
+
+func (p *Picker) unrequested(pp *partial) int {
+	c := 0
+	for _, b := range pp.blocks {
+		if !b.received && b.requests == 0 {
+			c++
+		}
+	}
+	return c
+}
+
+func (p *Picker) takeBlocks(i int, pp *partial, n int, out []Block) []Block {
+	for k := range pp.blocks {
+		if n == 0 {
+			break
+		}
+		b := &pp.blocks[k]
+		if b.received || b.requests > 0 {
+			continue
+		}
+		b.requests++
+		out = append(out, p.BlockAt(i, k))
+		n--
+	}
+	return out
+}
+
+// choosePiece returns a piece to start from those the peer has, or -1.
+func (p *Picker) choosePiece(peerHas bitfield.Bitfield) int {
+	randomPhase := p.have.Count() < p.cfg.RandomFirst
+	best, bestAvail, ties := -1, int32(0), 0
+	// Scan from a random offset so equal candidates are spread evenly.
+	off := p.rng.IntN(p.cfg.NumPieces)
+	for j := 0; j < p.cfg.NumPieces; j++ {
+		i := (off + j) % p.cfg.NumPieces
+		if p.have.Has(i) || !peerHas.Has(i) {
+			continue
+		}
+		if _, ok := p.partials[i]; ok {
+			continue
+		}
+		if randomPhase {
+			return i
+		}
+		a := p.avail[i]
+		switch {
+		case best < 0 || a < bestAvail:
+			best, bestAvail, ties = i, a, 1
+		case a == bestAvail:
+			// Reservoir sampling among equally rare pieces.
+			ties++
+			if p.rng.IntN(ties) == 0 {
+				best = i
+			}
+		}
+	}
+	return best
+}
+
+func (p *Picker) pickEndGame(peerHas bitfield.Bitfield, n int, mine func(Block) bool, out []Block) []Block {
+	start := len(out)
+	for i, pp := range p.partials {
+		if !peerHas.Has(i) {
+			continue
+		}
+		for k := range pp.blocks {
+			if len(out)-start >= n {
+				return out
+			}
+			b := &pp.blocks[k]
+			if b.received || int(b.requests) >= p.cfg.EndGameDuplicates {
+				continue
+			}
+			blk := p.BlockAt(i, k)
+			if mine != nil && mine(blk) {
+				continue
+			}
+			b.requests++
+			out = append(out, blk)
+		}
+	}
+	return out
+}
+
+// EndGame reports whether every missing block is already requested.
+func (p *Picker) EndGame() bool {
+	if p.pending > 0 {
+		return false
+	}
+	for _, pp := range p.partials {
+		if p.unrequested(pp) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Unrequest returns an outstanding request to the pool (the peer choked us,
+// rejected it, timed out or disconnected).
+func (p *Picker) Unrequest(b Block) {
+	pp, k := p.lookup(b)
+	if pp == nil {
+		return
+	}
+	if pp.blocks[k].requests > 0 {
+		pp.blocks[k].requests--
+	}
+	p.dropIfIdle(int(b.Piece), pp)
+}
+
+// dropIfIdle turns a piece with no requests and no data back into a pending
+// one, so it competes again in rarest-first order.
+func (p *Picker) dropIfIdle(i int, pp *partial) {
+	if pp.received > 0 {
+		return
+	}
+	for _, b := range pp.blocks {
+		if b.requests > 0 {
+			return
+		}
+	}
+	delete(p.partials, i)
+	p.pending++
+}
+
+// Received records an arrived block. fresh is false for a block that was
+// already received (an end-game duplicate or an unsolicited block) or that
+// does not belong to an unfinished piece; complete is true when it was the
+// last missing block of its piece, which is now ready to be verified.
+func (p *Picker) Received(b Block) (fresh, complete bool) {
+	pp, k := p.lookup(b)
+	if pp == nil || pp.blocks[k].received {
+		return false, false
+	}
+	bs := &pp.blocks[k]
+	bs.received = true
+	if bs.requests > 0 {
+		bs.requests--
+	}
+	pp.received++
+	return true, pp.received == len(pp.blocks)
+}
+
+// lookup finds the state of a block that exactly matches the piece's block
+// grid; anything else (odd offsets or lengths) is not ours.
+func (p *Picker) lookup(b Block) (*partial, int) {
+	i := int(b.Piece)
+	pp, ok := p.partials[i]
+	if !ok || b.Begin%BlockSize != 0 {
+		return nil, 0
+	}
+	k := int(b.Begin / BlockSize)
+	if k >= len(pp.blocks) || p.BlockAt(i, k) != b {
+		return nil, 0
+	}
+	return pp, k
+}

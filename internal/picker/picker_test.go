@@ -1,0 +1,136 @@
+package picker
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/floodgate-p2p/floodgate/internal/bitfield"
+)
+
+func newPicker(pieces int, pieceLen, total int64) *Picker {
+	return New(Config{NumPieces: pieces, PieceLength: pieceLen, TotalLength: total}, rand.New(rand.NewPCG(1, 2)))
+}
+
+func full(n int) bitfield.Bitfield { b := bitfield.New(n); b.SetAll(); return b }
+
+func TestBlockGridAndShortLastPiece(t *testing.T) {
+	p := newPicker(3, 32<<10, 32<<10*2+100)
+	if got := p.BlockAt(2, 0); got != (Block{2, 0, 100}) {
+		t.Fatalf("last block = %+v", got)
+	}
+	if got := p.BlockAt(1, 1); got != (Block{1, BlockSize, BlockSize}) {
+		t.Fatalf("block = %+v", got)
+	}
+}
+
+func TestPicksOnlyWhatPeerHasAndFinishesStartedPieces(t *testing.T) {
+	p := newPicker(8, 64<<10, 8*64<<10)
+	peer := bitfield.New(8)
+	peer.Set(5)
+	got := p.Pick(peer, 2, nil, nil)
+	if len(got) != 2 || got[0].Piece != 5 || got[1].Piece != 5 {
+		t.Fatalf("got %+v, want two blocks of piece 5", got)
+	}
+	// Another peer with everything continues piece 5 before starting others.
+	got = p.Pick(full(8), 2, nil, nil)
+	if got[0].Piece != 5 || got[1].Piece != 5 || got[0].Begin != 2*BlockSize {
+		t.Fatalf("strict priority broken: %+v", got)
+	}
+}
+
+func TestRarestFirstAfterRandomStart(t *testing.T) {
+	p := newPicker(10, BlockSize, 10*BlockSize)
+	for i := 0; i < 4; i++ {
+		p.SetHave(i)
+	}
+	// Availability: piece 7 is the rarest of those we lack.
+	for i := 4; i < 10; i++ {
+		for range 3 {
+			p.PeerHasPiece(i)
+		}
+	}
+	p.avail[7] = 1
+	got := p.Pick(full(10), 1, nil, nil)
+	if len(got) != 1 || got[0].Piece != 7 {
+		t.Fatalf("got %+v, want piece 7", got)
+	}
+}
+
+func TestReceiveCompletesPieceAndFailureResets(t *testing.T) {
+	p := newPicker(1, 2*BlockSize, 2*BlockSize)
+	reqs := p.Pick(full(1), 10, nil, nil)
+	if len(reqs) != 2 {
+		t.Fatalf("want 2 requests, got %d", len(reqs))
+	}
+	if fresh, done := p.Received(reqs[0]); !fresh || done {
+		t.Fatal("first block")
+	}
+	if fresh, _ := p.Received(reqs[0]); fresh {
+		t.Fatal("duplicate counted as fresh")
+	}
+	if _, done := p.Received(reqs[1]); !done {
+		t.Fatal("piece should be complete")
+	}
+	p.PieceFailed(0)
+	if again := p.Pick(full(1), 10, nil, nil); len(again) != 2 {
+		t.Fatalf("after failure want 2 requests again, got %d", len(again))
+	}
+}
+
+func TestEndGameDuplicatesBounded(t *testing.T) {
+	p := newPicker(1, BlockSize, BlockSize)
+	a := p.Pick(full(1), 5, nil, nil)
+	if len(a) != 1 {
+		t.Fatal("want the only block")
+	}
+	if !p.EndGame() {
+		t.Fatal("should be in end game")
+	}
+	mineA := func(b Block) bool { return b == a[0] }
+	if dup := p.Pick(full(1), 5, mineA, nil); len(dup) != 0 {
+		t.Fatal("must not duplicate to the same peer")
+	}
+	b := p.Pick(full(1), 5, func(Block) bool { return false }, nil)
+	if len(b) != 1 || b[0] != a[0] {
+		t.Fatalf("end game duplicate: %+v", b)
+	}
+	if c := p.Pick(full(1), 5, func(Block) bool { return false }, nil); len(c) != 0 {
+		t.Fatal("duplicates must be capped at 2")
+	}
+}
+
+func TestUnrequestReturnsBlocksAndIgnoresForeignBlocks(t *testing.T) {
+	p := newPicker(2, BlockSize, 2*BlockSize)
+	a := p.Pick(full(2), 2, nil, nil)
+	for _, b := range a {
+		p.Unrequest(b)
+	}
+	if b := p.Pick(full(2), 2, nil, nil); len(b) != 2 {
+		t.Fatalf("blocks not returned: %+v", b)
+	}
+	for _, bad := range []Block{{0, 1, BlockSize}, {0, 0, 5}, {9, 0, BlockSize}} {
+		if fresh, _ := p.Received(bad); fresh {
+			t.Fatalf("foreign block %+v accepted", bad)
+		}
+		p.Unrequest(bad) // must not panic
+	}
+}
+
+func TestPickUntilDone(t *testing.T) {
+	const n = 37
+	p := newPicker(n, 4*BlockSize, n*4*BlockSize-1000)
+	for !p.Done() {
+		reqs := p.Pick(full(n), 7, nil, nil)
+		if len(reqs) == 0 {
+			t.Fatal("stuck before done")
+		}
+		for _, b := range reqs {
+			if _, done := p.Received(b); done {
+				p.SetHave(int(b.Piece))
+			}
+		}
+	}
+	if p.Interesting(full(n)) {
+		t.Fatal("a finished picker wants nothing")
+	}
+}

@@ -1,0 +1,437 @@
+// Package scheduler is the upload side of every uploader (peer or origin):
+// peers' block requests queue here, and the engine asks for the next block
+// to send whenever it has upload budget (DESIGN §5.2).
+//
+// It is pure policy: state and the current time in, decisions out; no
+// goroutines, sockets, sleeps or clock reads. The engine serialises calls.
+//
+// The order in which requests are served, in three tiers:
+//
+//  1. Reservations. A QoS downloader may hold a rate reservation. Each
+//     reserved peer carries a virtual clock: the time up to which it has been
+//     served at its reserved rate. A backlogged reserved peer whose clock is
+//     at or before now is behind its guarantee and is served first, the one
+//     furthest behind first; each block advances its clock by
+//     length/rate. Reservations are admitted only while they sum to at most
+//     ReservableShare × Capacity, so tier 1 can always be honoured, and the
+//     rest of the capacity remains for everybody else.
+//  2. Proportional share. What tier 1 leaves is shared among paying peers in
+//     proportion to Terms.Weight (the price per MiB they pay), using
+//     start-time fair queuing over bytes: a peer paying twice the price gets
+//     twice the bytes while both are backlogged, whatever their block sizes.
+//     Bytes sent under a reservation are not charged here, so a reserved
+//     peer gets its reservation plus its paid share of the remainder.
+//  3. Free peers (weight 0, e.g. plain BitTorrent clients served by a
+//     --free seeder) share what is still left equally, by bytes.
+//
+// The scheduler is work-conserving: a tier is skipped only when it has no
+// ready, backlogged peer, so a lone peer gets everything. Next accounts the
+// block it returns as sent at now; the engine must send it (or remove the
+// peer).
+//
+// Reservations do not hoard: each is capped (Config.MaxReservation and the
+// rate the caller passes, normally the ticket's min_rate), lapses at its
+// expiry unless renewed, and is released early when no block has been sent
+// under it for Config.IdleRelease.
+package scheduler
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// PeerID identifies a peer (a connection's owner) to the scheduler.
+type PeerID uint64
+
+// Request is one block request: Length bytes at offset Begin of piece Piece.
+type Request struct {
+	Piece, Begin, Length uint32
+}
+
+// Terms are what a peer pays for service.
+type Terms struct {
+	// Weight is the price per MiB the peer pays; 0 means a free or plain
+	// peer, served only from what paying peers leave.
+	Weight int64
+}
+
+// Config holds the scheduler's limits. Zero fields take the defaults shown.
+type Config struct {
+	// Capacity is the uploader's capacity in bytes/s; 0 means unknown or
+	// unlimited. Reservations need a known capacity and are refused at 0.
+	Capacity int64
+	// ReservableShare is the fraction of Capacity that reservations may
+	// take together (default 0.8). The rest keeps paid and free service
+	// alive and absorbs measurement error in Capacity.
+	ReservableShare float64
+	// MaxQueuePerPeer caps queued requests per peer (default 512), so a
+	// flooding peer costs bounded memory.
+	MaxQueuePerPeer int
+	// MaxRequestLength is the largest block a peer may request (default
+	// 128 KiB; BEP 3 clients use 16 KiB and close on more than 128 KiB).
+	MaxRequestLength uint32
+	// MaxReservation caps any one reservation in bytes/s (0: only the
+	// reservable share limits it).
+	MaxReservation int64
+	// MinReservation is the smallest partial grant worth making (default
+	// 16 KiB/s); a smaller remainder is refused rather than granted.
+	MinReservation int64
+	// MaxTerm is how far in the future a reservation may expire (default
+	// 60 s); longer expiries are shortened, so a holder must keep renewing.
+	MaxTerm time.Duration
+	// IdleRelease releases a reservation under which nothing was sent for
+	// this long (default 5 s).
+	IdleRelease time.Duration
+	// MaxLag bounds the catch-up credit of a reserved peer that was
+	// backlogged but not ready (default 1 s of its rate), so a stalled
+	// connection cannot come back and monopolise the uploader.
+	MaxLag time.Duration
+}
+
+// Defaults for zero Config fields.
+const (
+	DefaultReservableShare  = 0.8
+	DefaultMaxQueuePerPeer  = 512
+	DefaultMaxRequestLength = 128 << 10
+	DefaultMinReservation   = 16 << 10
+	DefaultMaxTerm          = 60 * time.Second
+	DefaultIdleRelease      = 5 * time.Second
+	DefaultMaxLag           = time.Second
+)
+
+// Errors callers react to.
+var (
+	// ErrUnknownPeer: the peer was never added with SetPeer, or was removed.
+	ErrUnknownPeer = errors.New("scheduler: unknown peer")
+	// ErrQueueFull: the peer has MaxQueuePerPeer requests queued; the engine
+	// drops the request (or sends a BEP 6 reject).
+	ErrQueueFull = errors.New("scheduler: request queue full")
+	// ErrBadRequest: a zero-length or oversized request; the peer is broken
+	// or hostile.
+	ErrBadRequest = errors.New("scheduler: bad request")
+	// ErrBadTerms: negative weight.
+	ErrBadTerms = errors.New("scheduler: bad terms")
+	// ErrBadReservation: a non-positive rate or an expiry not after now.
+	ErrBadReservation = errors.New("scheduler: bad reservation")
+	// ErrNoCapacity: the reservable share is used up (or capacity unknown).
+	ErrNoCapacity = errors.New("scheduler: no reservable capacity")
+	// ErrNoReservation: Renew for a peer that holds no reservation (it
+	// lapsed or was never granted); the caller must Reserve again.
+	ErrNoReservation = errors.New("scheduler: no reservation")
+	// ErrBadConfig: New was given limits it cannot honour.
+	ErrBadConfig = errors.New("scheduler: invalid config")
+)
+
+// Scheduler orders one uploader's outgoing blocks. It is not safe for
+// concurrent use.
+type Scheduler struct {
+	cfg        Config
+	reservable int64 // ReservableShare × Capacity, bytes/s
+	reserved   int64 // sum of granted rates
+
+	peers map[PeerID]*peer
+
+	res  peerHeap // tier 1: backlogged reserved peers by virtual clock
+	paid fairQueue
+	free fairQueue
+
+	holders   []*peer // every peer holding a reservation, for sweeps
+	nextSweep int64   // no reservation lapses before this (ns)
+	lapsed    []PeerID
+
+	clock   int64   // latest now seen (ns); time never runs backwards here
+	scratch []*peer // peers popped because not ready, reused
+}
+
+// New returns an empty scheduler.
+func New(cfg Config) (*Scheduler, error) {
+	if cfg.ReservableShare == 0 {
+		cfg.ReservableShare = DefaultReservableShare
+	}
+	if cfg.MaxQueuePerPeer == 0 {
+		cfg.MaxQueuePerPeer = DefaultMaxQueuePerPeer
+	}
+	if cfg.MaxRequestLength == 0 {
+		cfg.MaxRequestLength = DefaultMaxRequestLength
+	}
+	if cfg.MinReservation == 0 {
+		cfg.MinReservation = DefaultMinReservation
+	}
+	if cfg.MaxTerm == 0 {
+		cfg.MaxTerm = DefaultMaxTerm
+	}
+	if cfg.IdleRelease == 0 {
+		cfg.IdleRelease = DefaultIdleRelease
+	}
+	if cfg.MaxLag == 0 {
+		cfg.MaxLag = DefaultMaxLag
+	}
+	switch {
+	case cfg.Capacity < 0:
+		return nil, fmt.Errorf("%w: negative capacity %d", ErrBadConfig, cfg.Capacity)
+	case !(cfg.ReservableShare > 0 && cfg.ReservableShare <= 1):
+		return nil, fmt.Errorf("%w: reservable share %v not in (0, 1]", ErrBadConfig, cfg.ReservableShare)
+	case cfg.MaxQueuePerPeer < 0:
+		return nil, fmt.Errorf("%w: negative queue cap %d", ErrBadConfig, cfg.MaxQueuePerPeer)
+	case cfg.MaxReservation < 0 || cfg.MinReservation < 0:
+		return nil, fmt.Errorf("%w: negative reservation bound", ErrBadConfig)
+	case cfg.MaxTerm < 0 || cfg.IdleRelease < 0 || cfg.MaxLag < 0:
+		return nil, fmt.Errorf("%w: negative duration", ErrBadConfig)
+	}
+	s := &Scheduler{
+		cfg:        cfg,
+		reservable: int64(float64(cfg.Capacity) * cfg.ReservableShare),
+		peers:      make(map[PeerID]*peer),
+		nextSweep:  math.MaxInt64,
+	}
+	s.res.less = func(a, b *peer) bool {
+		if a.vt != b.vt {
+			return a.vt < b.vt
+		}
+		return a.id < b.id
+	}
+	s.res.index = func(p *peer) *int { return &p.resIdx }
+	s.paid.init()
+	s.free.init()
+	// A stalled fair-queued peer may catch up by at most two maximal blocks.
+	s.paid.lagBytes = 2 * uint64(cfg.MaxRequestLength)
+	s.free.lagBytes = 2 * uint64(cfg.MaxRequestLength)
+	return s, nil
+}
+
+// peer is the scheduler's state for one peer.
+type peer struct {
+	id     PeerID
+	weight int64
+	q      ring
+	queued map[Request]struct{}
+	sent   int64
+
+	// Reservation; rate 0 means none.
+	rate     int64
+	expiry   int64 // ns
+	lastUsed int64 // ns: last send under the reservation, or its grant
+	vt       int64 // ns: virtual clock, served at rate up to here
+	resIdx   int   // index in Scheduler.res, -1 if absent
+	holdIdx  int   // index in Scheduler.holders, -1 if absent
+
+	fair fairState
+}
+
+// fairQueueOf returns the fair-queuing tier the peer belongs to.
+func (s *Scheduler) fairQueueOf(p *peer) *fairQueue {
+	if p.weight > 0 {
+		return &s.paid
+	}
+	return &s.free
+}
+
+// now converts t to the scheduler's monotonic nanosecond clock.
+func (s *Scheduler) now(t time.Time) int64 {
+	n := t.UnixNano()
+	if n > s.clock {
+		s.clock = n
+	}
+	return s.clock
+}
+
+// SetPeer adds a peer or changes its terms. A changed weight takes effect
+// from the peer's next block.
+func (s *Scheduler) SetPeer(id PeerID, t Terms) error {
+	if t.Weight < 0 {
+		return fmt.Errorf("%w: negative weight %d for peer %d", ErrBadTerms, t.Weight, id)
+	}
+	p := s.peers[id]
+	if p == nil {
+		p = &peer{id: id, weight: t.Weight, resIdx: -1, holdIdx: -1}
+		p.fair.idx = -1
+		s.peers[id] = p
+		return nil
+	}
+	if p.weight == t.Weight {
+		return nil
+	}
+	backlogged := p.fair.idx >= 0
+	if backlogged {
+		s.fairQueueOf(p).remove(p)
+	}
+	wasPaid := p.weight > 0
+	p.weight = t.Weight
+	if backlogged {
+		fq := s.fairQueueOf(p)
+		if wasPaid != (p.weight > 0) {
+			p.fair.finish = 0 // tags from the other tier mean nothing here
+		}
+		fq.activate(p)
+	}
+	return nil
+}
+
+// RemovePeer forgets a peer: its queue and its reservation are dropped. The
+// release is not reported by Expire, since the caller knows.
+func (s *Scheduler) RemovePeer(id PeerID) {
+	p := s.peers[id]
+	if p == nil {
+		return
+	}
+	s.deactivate(p)
+	s.dropReservation(p)
+	delete(s.peers, id)
+}
+
+// Enqueue queues a request from a peer. A request already queued is ignored
+// (nil error). ErrQueueFull means the engine should drop or reject it.
+func (s *Scheduler) Enqueue(id PeerID, r Request) error {
+	p := s.peers[id]
+	if p == nil {
+		return fmt.Errorf("%w: %d", ErrUnknownPeer, id)
+	}
+	if r.Length == 0 || r.Length > s.cfg.MaxRequestLength {
+		return fmt.Errorf("%w: length %d (max %d) from peer %d", ErrBadRequest, r.Length, s.cfg.MaxRequestLength, id)
+	}
+	if _, dup := p.queued[r]; dup {
+		return nil
+	}
+	if p.q.len() >= s.cfg.MaxQueuePerPeer {
+		return fmt.Errorf("%w: peer %d has %d requests queued", ErrQueueFull, id, p.q.len())
+	}
+	if p.queued == nil {
+		p.queued = make(map[Request]struct{}, min(s.cfg.MaxQueuePerPeer, 64))
+	}
+	p.queued[r] = struct{}{}
+	p.q.push(r)
+	if p.q.len() == 1 {
+		s.activate(p)
+	}
+	return nil
+}
+
+// Cancel removes a queued request (a BEP 3 cancel) and reports whether it
+// was queued.
+func (s *Scheduler) Cancel(id PeerID, r Request) bool {
+	p := s.peers[id]
+	if p == nil {
+		return false
+	}
+	if _, ok := p.queued[r]; !ok {
+		return false
+	}
+	delete(p.queued, r)
+	p.q.remove(r)
+	if p.q.len() == 0 {
+		s.deactivate(p)
+	}
+	return true
+}
+
+// Queued returns how many requests the peer has queued (0 if unknown).
+func (s *Scheduler) Queued(id PeerID) int {
+	if p := s.peers[id]; p != nil {
+		return p.q.len()
+	}
+	return 0
+}
+
+// Sent returns the payload bytes handed out for the peer by Next since it
+// was added (0 if unknown).
+func (s *Scheduler) Sent(id PeerID) int64 {
+	if p := s.peers[id]; p != nil {
+		return p.sent
+	}
+	return 0
+}
+
+// activate enters a newly backlogged peer into its tiers.
+func (s *Scheduler) activate(p *peer) {
+	if p.rate > 0 {
+		// No credit for the time it had nothing to ask for.
+		p.vt = max(p.vt, s.clock)
+		s.res.push(p)
+	}
+	s.fairQueueOf(p).activate(p)
+}
+
+// deactivate takes a peer out of every tier (its queue emptied or it left).
+func (s *Scheduler) deactivate(p *peer) {
+	if p.resIdx >= 0 {
+		s.res.remove(p)
+	}
+	if p.fair.idx >= 0 {
+		s.fairQueueOf(p).remove(p)
+	}
+}
+
+// Next returns the next block to send among peers for which ready reports
+// true (their connection can take more), and accounts it as sent at now.
+// ok is false when no ready peer has a request queued.
+//
+// Cost: O(log n) per call, plus O(log n) for each backlogged peer that is
+// skipped because it is not ready. ready is called only for peers with
+// requests queued, at most once per peer and tier.
+func (s *Scheduler) Next(now time.Time, ready func(PeerID) bool) (PeerID, Request, bool) {
+	t := s.now(now)
+	s.sweep(t)
+	if p := s.pickReserved(t, ready); p != nil {
+		return s.serve(p, t, false)
+	}
+	if p := s.paid.pick(ready, &s.scratch); p != nil {
+		return s.serve(p, t, true)
+	}
+	if p := s.free.pick(ready, &s.scratch); p != nil {
+		return s.serve(p, t, true)
+	}
+	return 0, Request{}, false
+}
+
+// pickReserved returns the ready reserved peer furthest behind its
+// guarantee, or nil if no ready peer is behind.
+func (s *Scheduler) pickReserved(t int64, ready func(PeerID) bool) *peer {
+	var found *peer
+	skipped := s.scratch[:0]
+	for s.res.len() > 0 {
+		p := s.res.items[0]
+		if p.vt > t {
+			break // the furthest behind is ahead: nobody is owed service
+		}
+		if ready(p.id) {
+			found = p
+			break
+		}
+		s.res.pop()
+		skipped = append(skipped, p)
+	}
+	for _, p := range skipped {
+		s.res.push(p)
+	}
+	s.scratch = skipped[:0]
+	return found
+}
+
+// serve pops p's head request and charges it to the tier that chose it.
+func (s *Scheduler) serve(p *peer, t int64, fair bool) (PeerID, Request, bool) {
+	r := p.q.pop()
+	delete(p.queued, r)
+	p.sent += int64(r.Length)
+	if p.rate > 0 {
+		// Credit is bounded: a peer that could not take data for a while
+		// catches up by at most MaxLag of its rate.
+		if floor := t - int64(s.cfg.MaxLag); p.vt < floor {
+			p.vt = floor
+		}
+		if !fair {
+			p.vt += int64(r.Length) * int64(time.Second) / p.rate
+		}
+		p.lastUsed = t
+	}
+	if fair {
+		s.fairQueueOf(p).charge(p, r.Length)
+	}
+	if p.q.len() == 0 {
+		s.deactivate(p)
+	} else if p.resIdx >= 0 {
+		s.res.fix(p)
+	}
+	return p.id, r, true
+}

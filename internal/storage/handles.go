@@ -109,6 +109,16 @@ func (c *handleCache) release(h *handle) {
 	}
 }
 
+// flush forgets every handle, so later operations reopen files and see
+// what is on disk now (a file replaced or deleted behind our back). Handles
+// in use are closed when released.
+func (c *handleCache) flush() {
+	c.mu.Lock()
+	idle := c.dropAllLocked()
+	c.mu.Unlock()
+	closeAll(idle)
+}
+
 // close closes every idle handle and refuses further acquires; handles in
 // use are closed when released.
 func (c *handleCache) close() error {
@@ -118,6 +128,13 @@ func (c *handleCache) close() error {
 		return nil
 	}
 	c.closed = true
+	idle := c.dropAllLocked()
+	c.mu.Unlock()
+	return closeAll(idle)
+}
+
+// dropAllLocked empties the cache and returns the idle files to close.
+func (c *handleCache) dropAllLocked() []*os.File {
 	var idle []*os.File
 	for e := c.lru.Front(); e != nil; e = e.Next() {
 		h := e.Value.(*handle)
@@ -128,8 +145,7 @@ func (c *handleCache) close() error {
 	}
 	c.lru.Init()
 	clear(c.byFile)
-	c.mu.Unlock()
-	return closeAll(idle)
+	return idle
 }
 
 func closeAll(fs []*os.File) error {

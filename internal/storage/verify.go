@@ -48,7 +48,7 @@ func (s *Storage) VerifyPiece(i int) (bool, error) {
 }
 
 // Check finds the pieces that are correct on disk: the resume path of a
-// restarted get or seed. It hashes pieces with one worker per CPU, skips
+// restarted get or seed, or a re-check after trouble. It hashes pieces with one worker per CPU, skips
 // without reading any piece that a missing or too short file cannot hold,
 // and recognises never-written (sparse) ranges without reading them.
 //
@@ -65,6 +65,9 @@ func (s *Storage) Check(ctx context.Context, progress func(done, total int)) (bi
 	if n == 0 {
 		return have, nil
 	}
+	// Reopen files from here on: a handle kept from before would still read
+	// a file that has since been deleted or replaced.
+	s.handles.flush()
 	sizes := s.statSizes()
 	workers := min(runtime.GOMAXPROCS(0), n)
 	type result struct {

@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -65,7 +66,9 @@ type options struct {
 }
 
 // WithMaxOpenFiles caps the number of files held open at once (n >= 1).
-// Smaller values trade descriptor use for reopening files more often.
+// Smaller values trade descriptor use for reopening files more often. Files
+// in use by running operations are closed when those finish, so the cap can
+// be exceeded briefly by at most the number of concurrent operations.
 func WithMaxOpenFiles(n int) Option {
 	return func(o *options) {
 		if n >= 1 {
@@ -81,6 +84,7 @@ type Storage struct {
 	lay     layout
 	handles *handleCache
 	closed  atomic.Bool
+	bufs    sync.Pool // *[]byte of one piece length, for VerifyPiece
 }
 
 // DataPath returns where the data of info lives when downloading into
@@ -124,6 +128,10 @@ func Open(info *metainfo.Info, dataPath string, mode Mode, opts ...Option) (*Sto
 		return nil, err
 	}
 	s := &Storage{info: info, mode: mode, lay: lay}
+	s.bufs.New = func() any {
+		b := make([]byte, lay.pieceLen)
+		return &b
+	}
 	if mode == ReadWrite {
 		if err := s.prepare(dataPath, info.IsMultiFile()); err != nil {
 			return nil, err

@@ -37,7 +37,9 @@ func (s *Storage) VerifyPiece(i int) (bool, error) {
 	if i < 0 || i >= s.lay.numPieces {
 		return false, fmt.Errorf("%w: piece %d of %d", ErrOutOfRange, i, s.lay.numPieces)
 	}
-	buf := make([]byte, s.lay.pieceSize(i))
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	buf := (*bp)[:s.lay.pieceSize(i)]
 	if _, err := s.ReadAt(buf, int64(i)*s.lay.pieceLen); err != nil {
 		if errors.Is(err, ErrMissingData) {
 			return false, nil
@@ -166,11 +168,10 @@ func (c *checker) piece(i int) (bool, error) {
 		}
 		return nil
 	})
-	switch {
-	case short || errors.Is(err, ErrMissingData):
-		return false, nil
-	case errors.Is(err, errStop):
-	case err != nil:
+	if short || errors.Is(err, ErrMissingData) {
+		return false, nil // the file is missing or too short for this piece
+	}
+	if err != nil {
 		return false, err
 	}
 	if holes {

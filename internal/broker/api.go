@@ -1,0 +1,223 @@
+package broker
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/floodgate-p2p/floodgate/internal/identity"
+	"github.com/floodgate-p2p/floodgate/internal/ledger"
+)
+
+// The API's request and response bodies. Binary values (keys, roots,
+// preimages, signatures) are lowercase hex; times are RFC 3339; amounts are
+// integers in the smallest unit. docs/broker.md is the reference.
+
+// APIPrefix is the path under which the broker serves its API.
+const APIPrefix = "/broker/v1"
+
+// DefaultMaxBodyBytes bounds request bodies; the largest legitimate request
+// (open) is a few hundred bytes.
+const DefaultMaxBodyBytes = 8 << 10
+
+// RegisterRequest is the body of POST /broker/v1/register. It is empty: the
+// signature headers carry the key being registered and prove its owner sent
+// the request.
+type RegisterRequest struct{}
+
+// RegisterResponse returns the caller's account and its certificate.
+type RegisterResponse struct {
+	Account     string               `json:"account"`
+	Certificate identity.Certificate `json:"certificate"`
+}
+
+// BalanceResponse is the body of GET /broker/v1/accounts/{id}.
+type BalanceResponse struct {
+	Account string `json:"account"`
+	Balance int64  `json:"balance"`
+}
+
+// MintRequest is the body of POST /broker/v1/mint (provider key only).
+type MintRequest struct {
+	Account string `json:"account"`
+	Amount  int64  `json:"amount"`
+}
+
+// MintResponse confirms a mint.
+type MintResponse struct {
+	Account string `json:"account"`
+	Amount  int64  `json:"amount"`
+}
+
+// OpenRequest is the body of POST /broker/v1/channels. The caller is the
+// payer.
+type OpenRequest struct {
+	Payee  string          `json:"payee"`
+	Root   identity.Digest `json:"root"`
+	Length int64           `json:"length"`
+	Unit   int64           `json:"unit"`
+	Expiry time.Time       `json:"expiry"`
+}
+
+// ChannelStatus is the public state of a channel.
+type ChannelStatus struct {
+	ID       string          `json:"id"`
+	Payer    string          `json:"payer"`
+	Payee    string          `json:"payee"`
+	Root     identity.Digest `json:"root"`
+	Length   int64           `json:"length"`
+	Unit     int64           `json:"unit"`
+	Expiry   time.Time       `json:"expiry"`
+	Redeemed int64           `json:"redeemed"`
+	State    string          `json:"state"`
+}
+
+// ChannelResponse is returned by open and by GET /broker/v1/channels/{id}:
+// the channel and the broker's voucher for it.
+type ChannelResponse struct {
+	Channel ChannelStatus    `json:"channel"`
+	Voucher identity.Voucher `json:"voucher"`
+}
+
+// RedeemRequest is the body of POST /broker/v1/channels/{id}/redeem. The
+// caller must be the payee.
+type RedeemRequest struct {
+	Index    int64           `json:"index"`
+	Preimage identity.Digest `json:"preimage"`
+}
+
+// RedeemResponse says how much this call paid (zero for a repeat or a lower
+// index) and the channel's highest redeemed index afterwards.
+type RedeemResponse struct {
+	Channel  string `json:"channel"`
+	Paid     int64  `json:"paid"`
+	Redeemed int64  `json:"redeemed"`
+}
+
+// CloseRequest is the body of POST /broker/v1/channels/{id}/close.
+type CloseRequest struct{}
+
+// CloseResponse says how much the close returned to the payer. Repeating a
+// close reports the same refund without moving money again.
+type CloseResponse struct {
+	Channel string `json:"channel"`
+	Refund  int64  `json:"refund"`
+}
+
+// AuditResponse is the body of GET /broker/v1/audit (provider key only).
+type AuditResponse struct {
+	Minted        int64 `json:"minted"`
+	SumOfBalances int64 `json:"sum_of_balances"`
+	Conserved     bool  `json:"conserved"`
+}
+
+// errTrailing is returned for a body with more than one JSON value.
+var errTrailing = errors.New("trailing data after the JSON value")
+
+// decodeStrict decodes exactly one JSON value into v, refusing unknown
+// fields and trailing data: a typo in a field name must not silently become
+// a zero amount.
+func decodeStrict(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errTrailing
+	}
+	return nil
+}
+
+// DecodeRegisterRequest reads a register body: exactly "{}" (whitespace
+// allowed); an empty body is accepted too.
+func DecodeRegisterRequest(body []byte) (RegisterRequest, error) {
+	var req RegisterRequest
+	if len(bytes.TrimSpace(body)) == 0 {
+		return req, nil
+	}
+	if err := decodeStrict(bytes.NewReader(body), &req); err != nil {
+		return req, fmt.Errorf("register request: %w", err)
+	}
+	return req, nil
+}
+
+// DecodeCloseRequest reads a close body, which like register is empty.
+func DecodeCloseRequest(body []byte) (CloseRequest, error) {
+	_, err := DecodeRegisterRequest(body)
+	if err != nil {
+		return CloseRequest{}, fmt.Errorf("close request: %w", errors.Unwrap(err))
+	}
+	return CloseRequest{}, nil
+}
+
+// DecodeMintRequest reads and validates a mint body.
+func DecodeMintRequest(body []byte) (MintRequest, error) {
+	var req MintRequest
+	if err := decodeStrict(bytes.NewReader(body), &req); err != nil {
+		return MintRequest{}, fmt.Errorf("mint request: %w", err)
+	}
+	if err := checkAccountID("account", req.Account); err != nil {
+		return MintRequest{}, err
+	}
+	if req.Amount <= 0 {
+		return MintRequest{}, fmt.Errorf("%w: mint amount %d must be positive", ledger.ErrInvalid, req.Amount)
+	}
+	return req, nil
+}
+
+// DecodeOpenRequest reads and validates an open body. It checks shape only;
+// limits that depend on configuration or the clock are the server's.
+func DecodeOpenRequest(body []byte) (OpenRequest, error) {
+	var req OpenRequest
+	if err := decodeStrict(bytes.NewReader(body), &req); err != nil {
+		return OpenRequest{}, fmt.Errorf("open request: %w", err)
+	}
+	if err := checkAccountID("payee", req.Payee); err != nil {
+		return OpenRequest{}, err
+	}
+	if req.Length <= 0 || req.Unit <= 0 {
+		return OpenRequest{}, fmt.Errorf("%w: length %d and unit %d must be positive", ledger.ErrInvalid, req.Length, req.Unit)
+	}
+	if req.Expiry.IsZero() {
+		return OpenRequest{}, fmt.Errorf("%w: expiry is required", ledger.ErrInvalid)
+	}
+	return req, nil
+}
+
+// DecodeRedeemRequest reads and validates a redeem body.
+func DecodeRedeemRequest(body []byte) (RedeemRequest, error) {
+	var req RedeemRequest
+	if err := decodeStrict(bytes.NewReader(body), &req); err != nil {
+		return RedeemRequest{}, fmt.Errorf("redeem request: %w", err)
+	}
+	if req.Index <= 0 {
+		return RedeemRequest{}, fmt.Errorf("%w: index %d must be positive", ledger.ErrInvalid, req.Index)
+	}
+	return req, nil
+}
+
+// checkAccountID validates an account id from a request: printable ASCII
+// without spaces or slashes, at most 128 bytes (the limit of the signed
+// encodings), so it is safe in a URL path and a voucher.
+func checkAccountID(what, s string) error {
+	if len(s) == 0 || len(s) > 128 {
+		return fmt.Errorf("%w: %s must be 1..128 bytes", ledger.ErrInvalid, what)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c > '~' || c == '/' || c == '?' || c == '#' || c == '%' {
+			return fmt.Errorf("%w: %s contains byte %#x", ledger.ErrInvalid, what, c)
+		}
+	}
+	return nil
+}
+
+func statusOf(c ledger.Channel) ChannelStatus {
+	return ChannelStatus{
+		ID: c.ID, Payer: string(c.Payer), Payee: string(c.Payee), Root: identity.Digest(c.Root),
+		Length: c.Length, Unit: c.Unit, Expiry: c.Expiry.UTC(), Redeemed: c.Redeemed, State: c.State,
+	}
+}

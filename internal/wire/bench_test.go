@@ -80,4 +80,3 @@ func BenchmarkAppendPieceHeader(b *testing.B) {
 		}
 	}
 }
-

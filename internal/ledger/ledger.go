@@ -13,7 +13,6 @@
 package ledger
 
 import (
-	"context"
 	"errors"
 	"time"
 )
@@ -147,58 +146,6 @@ func New(store Store, cfg Config) *Ledger {
 	l := &Ledger{store: store}
 	l.cfg, l.cfgErr = normalise(cfg)
 	return l
-}
-
-// CreateAccount creates a customer, provider or fees account with a zero
-// balance. Repeating the call with the same (id, kind, key) succeeds;
-// any other clash on id or key is ErrConflict.
-func (l *Ledger) CreateAccount(ctx context.Context, id AccountID, kind Kind, pubKey []byte) error {
-	return errors.ErrUnsupported
-}
-
-// AccountByKey returns the account registered for pubKey.
-func (l *Ledger) AccountByKey(ctx context.Context, pubKey []byte) (AccountID, error) {
-	return "", errors.ErrUnsupported
-}
-
-// Balance returns the account's balance.
-func (l *Ledger) Balance(ctx context.Context, id AccountID) (int64, error) {
-	return 0, errors.ErrUnsupported
-}
-
-// Mint credits amount to the account from the issuance account.
-func (l *Ledger) Mint(ctx context.Context, idemKey string, to AccountID, amount int64) error {
-	return errors.ErrUnsupported
-}
-
-// OpenChannel locks spec.Length*spec.Unit from the payer.
-func (l *Ledger) OpenChannel(ctx context.Context, idemKey string, spec Channel, now time.Time) (Channel, error) {
-	return Channel{}, errors.ErrUnsupported
-}
-
-// Redeem pays the payee for the chain elements up to index.
-func (l *Ledger) Redeem(ctx context.Context, channelID string, index int64, preimage [32]byte, now time.Time) (paid int64, err error) {
-	return 0, errors.ErrUnsupported
-}
-
-// Close closes the channel and returns the unredeemed rest to the payer.
-func (l *Ledger) Close(ctx context.Context, channelID string, by AccountID, now time.Time) (refund int64, err error) {
-	return 0, errors.ErrUnsupported
-}
-
-// ExpireChannels closes every channel past its expiry plus grace.
-func (l *Ledger) ExpireChannels(ctx context.Context, now time.Time) (closed int, err error) {
-	return 0, errors.ErrUnsupported
-}
-
-// Channel returns the channel's current state.
-func (l *Ledger) Channel(ctx context.Context, id string) (Channel, error) {
-	return Channel{}, errors.ErrUnsupported
-}
-
-// Audit checks conservation.
-func (l *Ledger) Audit(ctx context.Context) (minted, sumOfBalances int64, err error) {
-	return 0, 0, errors.ErrUnsupported
 }
 
 // normalise fills defaults and validates cfg.

@@ -2,6 +2,9 @@ package ledger
 
 import (
 	"context"
+	"fmt"
+	neturl "net/url"
+	"strings"
 	"time"
 )
 
@@ -111,7 +114,37 @@ type Tx interface {
 }
 
 // OpenStore opens the store named by url and applies pending migrations:
-// "sqlite:PATH" or "postgres://..." (also "postgresql://...").
+//
+//   - "sqlite:PATH" opens the SQLite file at PATH (created if missing);
+//     "sqlite:PATH?synchronous=FULL" trades speed for durability against
+//     power loss (see SQLiteOptions).
+//   - "postgres://..." or "postgresql://..." connects to PostgreSQL; an
+//     optional "schema=NAME" query parameter keeps the ledger's tables in
+//     that schema (created if missing).
 func OpenStore(ctx context.Context, url string) (Store, error) {
-	return nil, ErrInvalid
+	switch {
+	case strings.HasPrefix(url, "sqlite:"):
+		path, query, _ := strings.Cut(strings.TrimPrefix(url, "sqlite:"), "?")
+		var opts SQLiteOptions
+		if query != "" {
+			q, err := neturl.ParseQuery(query)
+			if err != nil {
+				return nil, fmt.Errorf("%w: sqlite url: %w", ErrInvalid, err)
+			}
+			for k := range q {
+				if k != "synchronous" {
+					return nil, fmt.Errorf("%w: sqlite url: unknown parameter %q", ErrInvalid, k)
+				}
+			}
+			opts.Synchronous = q.Get("synchronous")
+		}
+		return OpenSQLite(ctx, path, opts)
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		dsn, schema, err := postgresURL(url)
+		if err != nil {
+			return nil, err
+		}
+		return OpenPostgres(ctx, dsn, schema)
+	}
+	return nil, fmt.Errorf("%w: store url must start with sqlite: or postgres://", ErrInvalid)
 }

@@ -1,0 +1,49 @@
+-- Accounts with cached balances. Only the issuance account may go
+-- negative; the CHECK is the last line of defence behind the ledger code.
+CREATE TABLE accounts (
+	id      TEXT PRIMARY KEY,
+	kind    TEXT NOT NULL CHECK (kind IN ('issuance', 'provider', 'customer', 'escrow', 'fees')),
+	pubkey  BLOB UNIQUE,
+	balance INTEGER NOT NULL DEFAULT 0,
+	created INTEGER NOT NULL,
+	CHECK (kind = 'issuance' OR balance >= 0)
+);
+
+INSERT INTO accounts (id, kind, balance, created) VALUES ('issuance', 'issuance', 0, 0);
+
+-- The journal: every movement of money. ref is unique so the same thing
+-- (a mint key, a channel step, a refund) can never be paid twice.
+CREATE TABLE transfers (
+	id        INTEGER PRIMARY KEY,
+	from_acct TEXT NOT NULL REFERENCES accounts (id),
+	to_acct   TEXT NOT NULL REFERENCES accounts (id),
+	amount    INTEGER NOT NULL CHECK (amount > 0),
+	ref       TEXT NOT NULL UNIQUE,
+	created   INTEGER NOT NULL,
+	CHECK (from_acct <> to_acct)
+);
+
+-- Payment channels; times are nanoseconds since the Unix epoch.
+CREATE TABLE channels (
+	id        TEXT PRIMARY KEY,
+	payer     TEXT NOT NULL REFERENCES accounts (id),
+	payee     TEXT NOT NULL REFERENCES accounts (id),
+	root      BLOB NOT NULL CHECK (length(root) = 32),
+	chain_len INTEGER NOT NULL CHECK (chain_len > 0),
+	unit      INTEGER NOT NULL CHECK (unit > 0),
+	expiry    INTEGER NOT NULL,
+	redeemed  INTEGER NOT NULL CHECK (redeemed >= 0 AND redeemed <= chain_len),
+	last_pre  BLOB NOT NULL CHECK (length(last_pre) = 32),
+	state     TEXT NOT NULL CHECK (state IN ('open', 'closed')),
+	created   INTEGER NOT NULL
+);
+
+CREATE INDEX channels_open_by_expiry ON channels (expiry) WHERE state = 'open';
+
+-- Completed idempotent calls.
+CREATE TABLE idempotency (
+	idem_key    TEXT PRIMARY KEY,
+	fingerprint BLOB NOT NULL,
+	result      TEXT NOT NULL,
+	created     INTEGER NOT NULL
+);

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/floodgate-p2p/floodgate/internal/node"
+	"github.com/floodgate-p2p/floodgate/internal/units"
+)
+
+func newGetCmd() *cobra.Command {
+	var (
+		pf      peerFlags
+		peers   []string
+		class   string
+		outDir  string
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "get [--peer HOST:PORT]... [--class NAME] [--out DIR] TORRENT",
+		Short: "Download a torrent's content",
+		Long: `Download the content of TORRENT into DIR/NAME (NAME from the torrent).
+
+Peers come from the torrent's trackers and from --peer. What is already on
+disk is verified first and only missing pieces are fetched, so an
+interrupted download resumes. The command exits 0 only when every piece is
+verified on disk. On a terminal it shows a live progress line.`,
+		Args: exactArgs(1, "exactly one TORRENT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			mi, err := loadTorrent(args[0])
+			if err != nil {
+				return err
+			}
+			if class != "" && len(mi.Floodgate) == 0 {
+				return usagef("--class %q: this torrent has no Floodgate service classes (a plain torrent is downloaded for free)", class)
+			}
+			up, down, err := pf.limits()
+			if err != nil {
+				return err
+			}
+			addrs, err := parsePeers(peers)
+			if err != nil {
+				return err
+			}
+			if len(addrs) == 0 && (pf.noTrackers || len(mi.Trackers()) == 0) {
+				return usagef("no way to find peers: the torrent names no tracker; give --peer HOST:PORT")
+			}
+			dataPath := filepath.Join(outDir, mi.Info.Name)
+			stderr := cmd.ErrOrStderr()
+			bar := newProgressLine(os.Stderr)
+			n, err := node.Start(cmd.Context(), node.Config{
+				Torrent:       mi,
+				DataPath:      dataPath,
+				Listen:        pf.listen,
+				Peers:         addrs,
+				NoTrackers:    pf.noTrackers,
+				UploadLimit:   up,
+				DownloadLimit: down,
+				Logger:        pf.logger(),
+				OnTrackerError: func(url string, err error) {
+					if bar.enabled {
+						fmt.Fprintln(stderr)
+					}
+					fmt.Fprintf(stderr, "tracker %s: %v\n", url, err)
+				},
+			})
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			t := n.Torrent()
+			start := time.Now()
+			startLeft := t.Stats().Left
+			tick := time.NewTicker(500 * time.Millisecond)
+			defer tick.Stop()
+			var deadline <-chan time.Time
+			if timeout > 0 {
+				deadline = time.After(timeout)
+			}
+			for {
+				select {
+				case <-t.Done():
+					bar.show(t.Stats())
+					bar.done()
+					if err := n.Close(); err != nil {
+						return fmt.Errorf("closing %s: %w", dataPath, err)
+					}
+					el := time.Since(start)
+					fmt.Fprintf(cmd.OutOrStdout(), "downloaded %s to %s in %s (%s)\n",
+						units.FormatBytes(startLeft), dataPath, el.Round(time.Millisecond),
+						units.FormatRate(int64(float64(startLeft)/max(el.Seconds(), 1e-3))))
+					return nil
+				case <-tick.C:
+					if err := n.StorageError(); err != nil {
+						bar.done()
+						return fmt.Errorf("writing %s: %w", dataPath, err)
+					}
+					bar.show(t.Stats())
+				case <-deadline:
+					bar.done()
+					s := t.Stats()
+					return fmt.Errorf("timed out after %s with %d of %d pieces", timeout, s.HavePieces, s.Pieces)
+				case <-cmd.Context().Done():
+					bar.done()
+					s := t.Stats()
+					return errors.New(fmt.Sprintf("interrupted with %d of %d pieces verified; run again to resume", s.HavePieces, s.Pieces))
+				}
+			}
+		},
+	}
+	pf.register(cmd.Flags(), "0.0.0.0:0")
+	f := cmd.Flags()
+	f.StringArrayVar(&peers, "peer", nil, "connect to this peer, HOST:PORT (repeatable)")
+	f.StringVar(&class, "class", "", "service class to buy (paid torrents)")
+	f.StringVarP(&outDir, "out", "o", ".", "directory to download into")
+	f.DurationVar(&timeout, "timeout", 0, "give up after this long (0 = never)")
+	return cmd
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+
+	"github.com/spf13/pflag"
+
+	"github.com/floodgate-p2p/floodgate/internal/metainfo"
+	"github.com/floodgate-p2p/floodgate/internal/units"
+)
+
+// peerFlags are the flags get and seed share.
+type peerFlags struct {
+	listen      string
+	uploadLimit string
+	downLimit   string
+	noTrackers  bool
+	verbose     bool
+}
+
+func (p *peerFlags) register(f *pflag.FlagSet, defaultListen string) {
+	f.StringVar(&p.listen, "listen", defaultListen, "TCP address to accept peers on (HOST:PORT)")
+	f.StringVar(&p.uploadLimit, "upload-limit", "0", "cap upload rate, e.g. 10MiB/s (0 = unlimited)")
+	f.StringVar(&p.downLimit, "download-limit", "0", "cap download rate, e.g. 10MiB/s (0 = unlimited)")
+	f.BoolVar(&p.noTrackers, "no-trackers", false, "do not contact the torrent's trackers (use --peer)")
+	f.BoolVarP(&p.verbose, "verbose", "v", false, "log peer connection events to stderr")
+}
+
+func (p *peerFlags) limits() (up, down int64, err error) {
+	if up, err = units.ParseRate(p.uploadLimit); err != nil {
+		return 0, 0, usagef("--upload-limit: %v", err)
+	}
+	if down, err = units.ParseRate(p.downLimit); err != nil {
+		return 0, 0, usagef("--download-limit: %v", err)
+	}
+	return up, down, nil
+}
+
+func (p *peerFlags) logger() *slog.Logger {
+	if !p.verbose {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// parsePeers resolves --peer HOST:PORT values.
+func parsePeers(vals []string) ([]netip.AddrPort, error) {
+	var out []netip.AddrPort
+	for _, v := range vals {
+		if ap, err := netip.ParseAddrPort(v); err == nil {
+			out = append(out, ap)
+			continue
+		}
+		host, port, err := net.SplitHostPort(v)
+		if err != nil {
+			return nil, usagef("--peer %q: want HOST:PORT", v)
+		}
+		addrs, err := net.LookupHost(host)
+		if err != nil || len(addrs) == 0 {
+			return nil, fmt.Errorf("--peer %q: cannot resolve %s: %v", v, host, err)
+		}
+		ap, err := netip.ParseAddrPort(net.JoinHostPort(addrs[0], port))
+		if err != nil {
+			return nil, usagef("--peer %q: %v", v, err)
+		}
+		out = append(out, ap)
+	}
+	return out, nil
+}
+
+func loadTorrent(path string) (*metainfo.MetaInfo, error) {
+	mi, err := metainfo.Load(path)
+	if err != nil {
+		return nil, fmt.Errorf("torrent %s: %w", path, err)
+	}
+	return mi, nil
+}

@@ -1,0 +1,153 @@
+// Package node assembles one BitTorrent peer from its parts: the torrent's
+// storage (with its resume check), an engine client and session, and the
+// tracker announcer. The command line (get, seed) and the demo and emulator
+// all start peers through it, so they run the same code.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+
+	"github.com/floodgate-p2p/floodgate/internal/engine"
+	"github.com/floodgate-p2p/floodgate/internal/metainfo"
+	"github.com/floodgate-p2p/floodgate/internal/storage"
+	"github.com/floodgate-p2p/floodgate/internal/tracker"
+)
+
+// Config describes one peer.
+type Config struct {
+	// Torrent is the parsed metainfo.
+	Torrent *metainfo.MetaInfo
+	// DataPath is the content itself: the file of a single-file torrent
+	// or the NAME directory of a multi-file one.
+	DataPath string
+	// Seed opens the data read-only and requires it to be complete.
+	Seed bool
+	// Free serves plain peers without payment.
+	Free bool
+	// Listen is the TCP address to accept peers on.
+	Listen string
+	// Peers are dialed directly, in addition to what trackers return.
+	Peers []netip.AddrPort
+	// NoTrackers skips the torrent's trackers (tests, --peer only runs).
+	NoTrackers bool
+	// UploadLimit and DownloadLimit are in bytes per second; 0 = none.
+	UploadLimit, DownloadLimit int64
+	// OnCheck reports resume-check progress.
+	OnCheck func(done, total int)
+	// OnTrackerError reports a failing tracker (shown to the user).
+	OnTrackerError func(url string, err error)
+	// Logger receives engine events; nil discards them.
+	Logger *slog.Logger
+}
+
+// Node is a running peer.
+type Node struct {
+	cfg     Config
+	store   *storage.Storage
+	client  *engine.Client
+	torrent *engine.Torrent
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	ann     *tracker.Announcer
+}
+
+// ErrIncomplete is returned when a seeder's data does not match its torrent.
+var ErrIncomplete = errors.New("data does not match the torrent")
+
+// Start opens the data, checks what is already there, and starts serving
+// and (unless complete) downloading.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	info := &cfg.Torrent.Info
+	mode := storage.ReadWrite
+	if cfg.Seed {
+		mode = storage.ReadOnly
+	}
+	st, err := storage.Open(info, cfg.DataPath, mode)
+	if err != nil {
+		return nil, err
+	}
+	have, err := st.Check(ctx, cfg.OnCheck)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("check %s: %w", cfg.DataPath, err)
+	}
+	if cfg.Seed && !have.Full() {
+		st.Close()
+		return nil, fmt.Errorf("%w: %s has %d of %d pieces correct (missing, truncated or changed data)",
+			ErrIncomplete, cfg.DataPath, have.Count(), have.Len())
+	}
+	client, err := engine.NewClient(engine.Config{
+		ListenAddr:    cfg.Listen,
+		UploadLimit:   cfg.UploadLimit,
+		DownloadLimit: cfg.DownloadLimit,
+		Logger:        cfg.Logger,
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	t, err := client.AddTorrent(cfg.Torrent, st, engine.TorrentOptions{Have: &have, Seed: true, Free: cfg.Free})
+	if err != nil {
+		client.Close()
+		st.Close()
+		return nil, err
+	}
+	n := &Node{cfg: cfg, store: st, client: client, torrent: t}
+	runCtx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	if tiers := cfg.Torrent.Trackers(); len(tiers) > 0 && !cfg.NoTrackers {
+		n.startAnnouncer(runCtx, tiers)
+	}
+	if len(cfg.Peers) > 0 {
+		t.AddPeers(cfg.Peers...)
+	}
+	return n, nil
+}
+
+func (n *Node) startAnnouncer(ctx context.Context, tiers [][]string) {
+	t := n.torrent
+	n.ann = tracker.NewAnnouncer(tracker.AnnouncerConfig{
+		Tiers:      tiers,
+		InfoHash:   [20]byte(t.InfoHash()),
+		PeerID:     n.client.PeerID(),
+		Port:       n.client.Addr().Port(),
+		HTTPClient: n.client.HTTPClient(),
+		State: func() tracker.State {
+			s := t.Stats()
+			return tracker.State{Uploaded: s.Uploaded, Downloaded: s.Downloaded, Left: s.Left}
+		},
+		OnPeers: func(peers []netip.AddrPort) { t.AddPeers(peers...) },
+		OnError: n.cfg.OnTrackerError,
+	})
+	t.OnComplete(n.ann.Completed)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		_ = n.ann.Run(ctx)
+	}()
+}
+
+// Torrent is the running session.
+func (n *Node) Torrent() *engine.Torrent { return n.torrent }
+
+// Addr is where peers reach this node.
+func (n *Node) Addr() netip.AddrPort { return n.client.Addr() }
+
+// StorageError is the first storage failure, if any (e.g. a full disk).
+func (n *Node) StorageError() error { return n.client.StorageError() }
+
+// Close announces "stopped", disconnects every peer and flushes the data.
+func (n *Node) Close() error {
+	n.cancel()
+	n.wg.Wait()
+	err := n.client.Close()
+	if serr := n.store.Close(); err == nil {
+		err = serr
+	}
+	return err
+}

@@ -31,8 +31,7 @@ func FuzzLayout(f *testing.F) {
 			}
 			info.Files = append(info.Files, metainfo.File{Path: strings.Split(path, "|"), Length: l})
 		}
-		if pieceLen > 0 {
-			total := info.TotalLength()
+		if total := info.TotalLength(); pieceLen > 0 && total >= 0 {
 			info.Pieces = make([]metainfo.Hash, (total+int64(pieceLen)-1)/int64(pieceLen))
 		}
 		l, err := newLayout(info, root)

@@ -11,7 +11,9 @@
 // to the engine, which fills it from Check at start and from its own hash
 // checks of downloaded pieces afterwards, and which must only serve pieces
 // it holds. Storage's part is never to return bytes that are not on disk: a
-// read of a missing or truncated file fails with ErrMissingData.
+// read of a missing or truncated file fails with ErrMissingData. (A
+// ReadWrite storage sizes its files up front, so there a not yet written
+// piece reads as zeros; only the engine's bitfield says what is valid.)
 package storage
 
 import (

@@ -26,7 +26,7 @@ const (
 type fairState struct {
 	start  uint64 // tag of the head request while backlogged
 	finish uint64 // tag after the last request served
-	epoch  uint32 // the queue's epoch when finish was set
+	epoch  uint32 // the queue's epoch the tags belong to
 	idx    int    // index in the queue's heap, -1 if absent
 }
 
@@ -67,34 +67,23 @@ func tag(n uint64, w uint64) uint64 {
 func (f *fairQueue) activate(p *peer) {
 	st := &p.fair
 	if st.epoch != f.epoch {
-		st.finish = 0
+		st.finish, st.epoch = 0, f.epoch
 	}
 	st.start = max(f.v, st.finish)
 	f.h.push(p)
 }
 
-func (f *fairQueue) remove(p *peer) { f.h.remove(p) }
-
-// pick returns the ready peer with the smallest start tag, or nil.
-// Unready peers are popped into scratch and pushed back.
-func (f *fairQueue) pick(ready func(PeerID) bool, scratch *[]*peer) *peer {
-	var found *peer
-	skipped := (*scratch)[:0]
-	for f.h.len() > 0 {
-		p := f.h.items[0]
-		if ready(p.id) {
-			found = p
-			break
-		}
-		f.h.pop()
-		skipped = append(skipped, p)
+// resume re-enters a parked peer at the tag it left with; charge bounds
+// how far behind v that may be. Tags from before a rebase are void.
+func (f *fairQueue) resume(p *peer) {
+	st := &p.fair
+	if st.epoch != f.epoch {
+		st.start, st.finish, st.epoch = f.v, 0, f.epoch
 	}
-	for _, p := range skipped {
-		f.h.push(p)
-	}
-	*scratch = skipped[:0]
-	return found
+	f.h.push(p)
 }
+
+func (f *fairQueue) remove(p *peer) { f.h.remove(p) }
 
 // charge accounts n bytes served to p by this tier.
 func (f *fairQueue) charge(p *peer, n uint32) {

@@ -53,7 +53,7 @@ func (s *Scheduler) Reserve(id PeerID, rate int64, now, expiry time.Time) (int64
 		p.vt = t
 		p.holdIdx = len(s.holders)
 		s.holders = append(s.holders, p)
-		if p.q.len() > 0 {
+		if p.q.len() > 0 && p.parkIdx < 0 {
 			s.res.push(p)
 		}
 	}

@@ -88,6 +88,10 @@ type Config struct {
 	// backlogged but not ready (default 1 s of its rate), so a stalled
 	// connection cannot come back and monopolise the uploader.
 	MaxLag time.Duration
+	// Recheck is how often peers parked as not ready are asked again
+	// (default 1 ms). Wake brings one back at once; and whenever no active
+	// peer is ready, Next asks every parked peer before giving up.
+	Recheck time.Duration
 }
 
 // Defaults for zero Config fields.
@@ -99,6 +103,7 @@ const (
 	DefaultMaxTerm          = 60 * time.Second
 	DefaultIdleRelease      = 5 * time.Second
 	DefaultMaxLag           = time.Second
+	DefaultRecheck          = time.Millisecond
 )
 
 // Errors callers react to.
@@ -141,8 +146,13 @@ type Scheduler struct {
 	nextSweep int64   // no reservation lapses before this (ns)
 	lapsed    []PeerID
 
-	clock   int64   // latest now seen (ns); time never runs backwards here
-	scratch []*peer // peers popped because not ready, reused
+	clock int64 // latest now seen (ns); time never runs backwards here
+
+	// Backlogged peers whose connection could not take more when last
+	// asked. They sit outside the tiers, so an uploader with many slow
+	// connections does not re-examine them on every Next.
+	parked      []*peer
+	nextRecheck int64
 }
 
 // New returns an empty scheduler.
@@ -168,6 +178,9 @@ func New(cfg Config) (*Scheduler, error) {
 	if cfg.MaxLag == 0 {
 		cfg.MaxLag = DefaultMaxLag
 	}
+	if cfg.Recheck == 0 {
+		cfg.Recheck = DefaultRecheck
+	}
 	switch {
 	case cfg.Capacity < 0:
 		return nil, fmt.Errorf("%w: negative capacity %d", ErrBadConfig, cfg.Capacity)
@@ -177,7 +190,7 @@ func New(cfg Config) (*Scheduler, error) {
 		return nil, fmt.Errorf("%w: negative queue cap %d", ErrBadConfig, cfg.MaxQueuePerPeer)
 	case cfg.MaxReservation < 0 || cfg.MinReservation < 0:
 		return nil, fmt.Errorf("%w: negative reservation bound", ErrBadConfig)
-	case cfg.MaxTerm < 0 || cfg.IdleRelease < 0 || cfg.MaxLag < 0:
+	case cfg.MaxTerm < 0 || cfg.IdleRelease < 0 || cfg.MaxLag < 0 || cfg.Recheck < 0:
 		return nil, fmt.Errorf("%w: negative duration", ErrBadConfig)
 	}
 	s := &Scheduler{
@@ -206,7 +219,6 @@ type peer struct {
 	id     PeerID
 	weight int64
 	q      ring
-	queued map[Request]struct{}
 	sent   int64
 
 	// Reservation; rate 0 means none.
@@ -216,6 +228,7 @@ type peer struct {
 	vt       int64 // ns: virtual clock, served at rate up to here
 	resIdx   int   // index in Scheduler.res, -1 if absent
 	holdIdx  int   // index in Scheduler.holders, -1 if absent
+	parkIdx  int   // index in Scheduler.parked, -1 if active or idle
 
 	fair fairState
 }
@@ -245,7 +258,7 @@ func (s *Scheduler) SetPeer(id PeerID, t Terms) error {
 	}
 	p := s.peers[id]
 	if p == nil {
-		p = &peer{id: id, weight: t.Weight, resIdx: -1, holdIdx: -1}
+		p = &peer{id: id, weight: t.Weight, resIdx: -1, holdIdx: -1, parkIdx: -1}
 		p.fair.idx = -1
 		s.peers[id] = p
 		return nil
@@ -253,18 +266,19 @@ func (s *Scheduler) SetPeer(id PeerID, t Terms) error {
 	if p.weight == t.Weight {
 		return nil
 	}
-	backlogged := p.fair.idx >= 0
-	if backlogged {
+	active := p.fair.idx >= 0
+	if active {
 		s.fairQueueOf(p).remove(p)
 	}
-	wasPaid := p.weight > 0
+	moved := (p.weight > 0) != (t.Weight > 0)
 	p.weight = t.Weight
-	if backlogged {
+	if moved {
+		// Tags from the other tier mean nothing in this one: start afresh.
 		fq := s.fairQueueOf(p)
-		if wasPaid != (p.weight > 0) {
-			p.fair.finish = 0 // tags from the other tier mean nothing here
-		}
-		fq.activate(p)
+		p.fair.start, p.fair.finish, p.fair.epoch = fq.v, 0, fq.epoch
+	}
+	if active {
+		s.fairQueueOf(p).resume(p)
 	}
 	return nil
 }
@@ -291,16 +305,15 @@ func (s *Scheduler) Enqueue(id PeerID, r Request) error {
 	if r.Length == 0 || r.Length > s.cfg.MaxRequestLength {
 		return fmt.Errorf("%w: length %d (max %d) from peer %d", ErrBadRequest, r.Length, s.cfg.MaxRequestLength, id)
 	}
-	if _, dup := p.queued[r]; dup {
+	// Duplicates are found by scanning the queue: it is bounded by
+	// MaxQueuePerPeer, the scan is a few hundred nanoseconds at worst, and
+	// unlike a per-peer map it never allocates as requests come and go.
+	if p.q.contains(r) {
 		return nil
 	}
 	if p.q.len() >= s.cfg.MaxQueuePerPeer {
 		return fmt.Errorf("%w: peer %d has %d requests queued", ErrQueueFull, id, p.q.len())
 	}
-	if p.queued == nil {
-		p.queued = make(map[Request]struct{}, min(s.cfg.MaxQueuePerPeer, 64))
-	}
-	p.queued[r] = struct{}{}
 	p.q.push(r)
 	if p.q.len() == 1 {
 		s.activate(p)
@@ -315,11 +328,9 @@ func (s *Scheduler) Cancel(id PeerID, r Request) bool {
 	if p == nil {
 		return false
 	}
-	if _, ok := p.queued[r]; !ok {
+	if !p.q.remove(r) {
 		return false
 	}
-	delete(p.queued, r)
-	p.q.remove(r)
 	if p.q.len() == 0 {
 		s.deactivate(p)
 	}
@@ -353,7 +364,8 @@ func (s *Scheduler) activate(p *peer) {
 	s.fairQueueOf(p).activate(p)
 }
 
-// deactivate takes a peer out of every tier (its queue emptied or it left).
+// deactivate takes a peer out of every tier and out of the parked list
+// (its queue emptied or it left).
 func (s *Scheduler) deactivate(p *peer) {
 	if p.resIdx >= 0 {
 		s.res.remove(p)
@@ -361,58 +373,128 @@ func (s *Scheduler) deactivate(p *peer) {
 	if p.fair.idx >= 0 {
 		s.fairQueueOf(p).remove(p)
 	}
+	if p.parkIdx >= 0 {
+		last := len(s.parked) - 1
+		moved := s.parked[last]
+		s.parked[p.parkIdx] = moved
+		moved.parkIdx = p.parkIdx
+		s.parked[last] = nil
+		s.parked = s.parked[:last]
+		p.parkIdx = -1
+	}
+}
+
+// park moves a backlogged peer that is not ready out of the tiers.
+func (s *Scheduler) park(p *peer) {
+	s.deactivate(p)
+	if len(s.parked) == 0 {
+		s.nextRecheck = s.clock + int64(s.cfg.Recheck)
+	}
+	p.parkIdx = len(s.parked)
+	s.parked = append(s.parked, p)
+}
+
+// unpark returns a parked peer to its tiers in the place it left: its
+// virtual clock and fair tag are kept, and the lag bounds applied when it is
+// next served stop it from cashing in the whole time it was away.
+func (s *Scheduler) unpark(p *peer) {
+	s.deactivate(p)
+	if p.rate > 0 {
+		s.res.push(p)
+	}
+	s.fairQueueOf(p).resume(p)
+}
+
+// Wake tells the scheduler that peer id's connection can take data again,
+// so it competes from the next call on instead of waiting for the next
+// recheck. Calling it for a peer that is not parked does nothing.
+func (s *Scheduler) Wake(id PeerID) {
+	if p := s.peers[id]; p != nil && p.parkIdx >= 0 {
+		s.unpark(p)
+	}
+}
+
+// recheck unparks every parked peer that is ready now and reports whether
+// any was.
+func (s *Scheduler) recheck(ready func(PeerID) bool) bool {
+	woke := false
+	for i := 0; i < len(s.parked); {
+		if p := s.parked[i]; ready(p.id) {
+			s.unpark(p) // moves the last parked peer into slot i
+			woke = true
+			continue
+		}
+		i++
+	}
+	return woke
 }
 
 // Next returns the next block to send among peers for which ready reports
 // true (their connection can take more), and accounts it as sent at now.
-// ok is false when no ready peer has a request queued.
+// ok is false when no peer with requests queued is ready.
 //
-// Cost: O(log n) per call, plus O(log n) for each backlogged peer that is
-// skipped because it is not ready. ready is called only for peers with
-// requests queued, at most once per peer and tier.
+// A peer found not ready is parked: taken out of the tiers and asked again
+// every Config.Recheck, on Wake, or when nobody else is ready. So Next costs
+// O(log n), plus O(log n) once per not-ready episode of a peer, plus one
+// ready call per parked peer per Recheck interval; an uploader with
+// hundreds of stalled connections does not pay for them on every block.
+// Parking never idles the uploader: Next returns false only after every
+// parked peer has been asked.
 func (s *Scheduler) Next(now time.Time, ready func(PeerID) bool) (PeerID, Request, bool) {
 	t := s.now(now)
 	s.sweep(t)
-	if p := s.pickReserved(t, ready); p != nil {
-		return s.serve(p, t, false)
+	if len(s.parked) > 0 && t >= s.nextRecheck {
+		s.recheck(ready)
+		s.nextRecheck = t + int64(s.cfg.Recheck)
 	}
-	if p := s.paid.pick(ready, &s.scratch); p != nil {
-		return s.serve(p, t, true)
+	for {
+		if p := s.pickReserved(t, ready); p != nil {
+			return s.serve(p, t, false)
+		}
+		if p := s.pickFair(&s.paid, ready); p != nil {
+			return s.serve(p, t, true)
+		}
+		if p := s.pickFair(&s.free, ready); p != nil {
+			return s.serve(p, t, true)
+		}
+		if len(s.parked) == 0 || !s.recheck(ready) {
+			return 0, Request{}, false
+		}
 	}
-	if p := s.free.pick(ready, &s.scratch); p != nil {
-		return s.serve(p, t, true)
-	}
-	return 0, Request{}, false
 }
 
 // pickReserved returns the ready reserved peer furthest behind its
 // guarantee, or nil if no ready peer is behind.
 func (s *Scheduler) pickReserved(t int64, ready func(PeerID) bool) *peer {
-	var found *peer
-	skipped := s.scratch[:0]
 	for s.res.len() > 0 {
 		p := s.res.items[0]
 		if p.vt > t {
-			break // the furthest behind is ahead: nobody is owed service
+			return nil // the furthest behind is ahead: nobody is owed service
 		}
 		if ready(p.id) {
-			found = p
-			break
+			return p
 		}
-		s.res.pop()
-		skipped = append(skipped, p)
+		s.park(p)
 	}
-	for _, p := range skipped {
-		s.res.push(p)
+	return nil
+}
+
+// pickFair returns the ready peer of a fair tier with the smallest start
+// tag, or nil.
+func (s *Scheduler) pickFair(f *fairQueue, ready func(PeerID) bool) *peer {
+	for f.h.len() > 0 {
+		p := f.h.items[0]
+		if ready(p.id) {
+			return p
+		}
+		s.park(p)
 	}
-	s.scratch = skipped[:0]
-	return found
+	return nil
 }
 
 // serve pops p's head request and charges it to the tier that chose it.
 func (s *Scheduler) serve(p *peer, t int64, fair bool) (PeerID, Request, bool) {
 	r := p.q.pop()
-	delete(p.queued, r)
 	p.sent += int64(r.Length)
 	if p.rate > 0 {
 		// Credit is bounded: a peer that could not take data for a while

@@ -363,7 +363,7 @@ func TestSetPeerChangesTier(t *testing.T) {
 	if id, _, _ := s.Next(t0, always); id != 2 {
 		t.Fatalf("paying peer not first: %d", id)
 	}
-	_ = s.SetPeer(2, Terms{})       // stops paying
+	_ = s.SetPeer(2, Terms{})          // stops paying
 	_ = s.SetPeer(1, Terms{Weight: 5}) // starts paying
 	if id, _, _ := s.Next(t0, always); id != 1 {
 		t.Fatalf("after price change got peer %d, want 1", id)

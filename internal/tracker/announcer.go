@@ -204,8 +204,15 @@ func (a *Announcer) Run(ctx context.Context) error {
 		}
 		st := a.cfg.State()
 		url, resp, err := a.announceTiers(ctx, ev, st)
-		if ctx.Err() != nil {
-			continue // the select above sends "stopped"
+		if err != nil && ctx.Err() != nil {
+			// Shutting down. A "started" cut off mid-request may have
+			// registered us all the same, so that tracker gets a
+			// "stopped" too; for one that never heard of us it is a
+			// harmless no-op.
+			if ev == EventStarted && url != "" {
+				started, lastURL = true, url
+			}
+			continue // the select above ends the loop
 		}
 		if err != nil {
 			failures++
@@ -276,14 +283,15 @@ func (a *Announcer) reportError(u string, err error) {
 }
 
 // announceTiers tries the tiers in order and returns the first answer.
-// The URL that answers moves to the front of its tier (BEP 12).
+// The URL that answers moves to the front of its tier (BEP 12). When ctx
+// ends mid-request it returns the URL that was being asked.
 func (a *Announcer) announceTiers(ctx context.Context, ev Event, st State) (string, *AnnounceResponse, error) {
 	var lastErr error
 	for _, tier := range a.tiers {
 		for i, u := range tier {
 			resp, err := a.announceOne(ctx, u, ev, st)
-			if ctx.Err() != nil {
-				return "", nil, ctx.Err()
+			if err != nil && ctx.Err() != nil {
+				return u, nil, ctx.Err()
 			}
 			if err != nil {
 				a.reportError(u, err)

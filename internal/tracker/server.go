@@ -79,7 +79,7 @@ type Server struct {
 	mu     sync.RWMutex // guards swarms (the map, not the swarms' contents)
 	swarms map[[20]byte]*swarm
 
-	peers, seeders                          atomic.Int64
+	peers, seeders                         atomic.Int64
 	announces, scrapes, failures, refusals atomic.Uint64
 
 	stop     chan struct{}

@@ -151,6 +151,9 @@ func TestExtendedHandshakeEncodeErrors(t *testing.T) {
 		if b, err := h.AppendBinary([]byte("keep")); err == nil || string(b) != "keep" {
 			t.Errorf("%s: got %q, %v; want an error and b unchanged", name, b, err)
 		}
+		if _, err := h.Message(); err == nil {
+			t.Errorf("%s: Message() framed an unencodable handshake", name)
+		}
 	}
 }
 

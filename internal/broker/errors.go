@@ -85,7 +85,10 @@ func (e *Error) Unwrap() error {
 }
 
 // Temporary reports whether retrying the same request later may succeed.
-func (e *Error) Temporary() bool { return e.Status >= 500 }
+// A stale timestamp counts: the request was refused unexecuted, and a retry
+// is signed afresh — this covers a request signed just before the broker
+// restarted (see the restart guard in authenticate).
+func (e *Error) Temporary() bool { return e.Status >= 500 || e.Code == CodeStaleTimestamp }
 
 func apiError(status int, code, format string, args ...any) *Error {
 	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}

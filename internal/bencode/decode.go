@@ -452,10 +452,7 @@ func (s *decodeState) generic() (any, error) {
 	}
 }
 
-var (
-	unmarshalerType = reflect.TypeFor[Unmarshaler]()
-	bytesType       = reflect.TypeFor[[]byte]()
-)
+var unmarshalerType = reflect.TypeFor[Unmarshaler]()
 
 // value decodes the value at s.pos into v, which must be settable.
 func (s *decodeState) value(v reflect.Value) error {
@@ -592,7 +589,7 @@ func (s *decodeState) listValue(v reflect.Value) error {
 	start := s.pos
 	switch v.Kind() {
 	case reflect.Slice:
-		if v.Type() == bytesType || v.Type().Elem().Kind() == reflect.Uint8 {
+		if v.Type().Elem().Kind() == reflect.Uint8 {
 			return s.typeErr(start, "list", v.Type())
 		}
 		v.SetLen(0)

@@ -75,7 +75,8 @@ func unsafePath(format string, args ...any) error {
 func parseInfo(raw []byte) (*Info, error) {
 	var d infoDict
 	if err := bencode.Unmarshal(raw, &d); err != nil {
-		return nil, fmt.Errorf("%w: info: %w", ErrInvalid, err)
+		// Offsets in err count from the start of the info dictionary.
+		return nil, fmt.Errorf("%w: in the info dictionary: %w", ErrInvalid, err)
 	}
 	if d.Pieces == nil && d.MetaVersion == 2 {
 		return nil, invalid("BitTorrent v2-only torrents are not supported (no v1 \"pieces\")")
@@ -239,16 +240,17 @@ func (i *Info) NumPieces() int { return len(i.Pieces) }
 
 // PieceSize returns the length of piece index: PieceLength for all but the
 // last piece, which may be shorter. It returns 0 for an index out of range.
+// Only the last piece needs the total length, which costs a pass over the
+// file list, so the per-request calls of the wire layer stay O(1).
 func (i *Info) PieceSize(index int) int64 {
 	if index < 0 || index >= len(i.Pieces) || i.PieceLength <= 0 {
 		return 0
 	}
-	start := int64(index) * i.PieceLength
-	rest := i.TotalLength() - start
-	if rest <= 0 {
-		return 0
+	if index < len(i.Pieces)-1 {
+		return i.PieceLength
 	}
-	return min(rest, i.PieceLength)
+	rest := i.TotalLength() - int64(index)*i.PieceLength
+	return max(0, min(rest, i.PieceLength))
 }
 
 // IsMultiFile reports whether the torrent is a directory of files.

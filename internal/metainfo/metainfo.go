@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"github.com/floodgate-p2p/floodgate/internal/bencode"
 )
@@ -116,15 +117,18 @@ type torrentDict struct {
 // as a list of strings.
 type urlList []string
 
-// UnmarshalBencode accepts a string or a list of strings; an empty string
-// means no web seed, which some writers emit.
+// UnmarshalBencode accepts a string or a list of strings. Empty strings,
+// which some writers emit to mean "none", are dropped.
 func (u *urlList) UnmarshalBencode(b []byte) error {
 	if len(b) > 0 && b[0] == 'l' {
 		var l []string
 		if err := bencode.Unmarshal(b, &l); err != nil {
-			return err
+			return fmt.Errorf("url-list must be a string or a list of strings: %w", err)
 		}
-		*u = l
+		*u = slices.DeleteFunc(l, func(s string) bool { return s == "" })
+		if len(*u) == 0 {
+			*u = nil
+		}
 		return nil
 	}
 	var s string

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -329,5 +330,28 @@ func TestEncodeWithoutInfoBytes(t *testing.T) {
 	}
 	if back.InfoHash != m.InfoHash || !reflect.DeepEqual(back.Info, m.Info) || !reflect.DeepEqual(back.URLList, m.URLList) {
 		t.Fatalf("round trip changed the torrent")
+	}
+}
+
+// BenchmarkParseLargeTorrent parses a torrent of about 2 MB: 100,000 piece
+// hashes and 2,000 files.
+func BenchmarkParseLargeTorrent(b *testing.B) {
+	var files []any
+	var total int64
+	for i := range 2000 {
+		length := int64(1<<20 + i)
+		total += length
+		files = append(files, map[string]any{"length": length, "path": []any{"dir", "file-" + strconv.Itoa(i)}})
+	}
+	pl := int64(32 << 10)
+	n := (total + pl - 1) / pl
+	info := map[string]any{"name": "big", "piece length": pl, "pieces": strings.Repeat("h", int(n)*20), "files": files}
+	data := mustMarshal(b, torrent(info, nil))
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(data); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -25,7 +25,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/floodgate-p2p/floodgate/internal/metainfo"
 )
@@ -167,7 +166,7 @@ func (s *Storage) openFile(fi int) (*os.File, error) {
 		// instead of failing every write to it.
 		flag = os.O_RDWR | os.O_CREATE
 		if f.noFollow {
-			flag |= syscall.O_NOFOLLOW
+			flag |= oNoFollow
 		}
 	}
 	h, err := os.OpenFile(f.path, flag, 0o644)
@@ -269,7 +268,7 @@ func makeParents(root, realRoot, rel string) (noFollow bool, err error) {
 func (s *Storage) createFile(f *fileEntry) error {
 	flag := os.O_RDWR | os.O_CREATE
 	if f.noFollow {
-		flag |= syscall.O_NOFOLLOW
+		flag |= oNoFollow
 	}
 	h, err := os.OpenFile(f.path, flag, 0o644)
 	if err != nil {

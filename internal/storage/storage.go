@@ -110,8 +110,9 @@ func DataPath(outDir string, info *metainfo.Info) (string, error) {
 // single-file torrent, the NAME directory for a multi-file one (see
 // DataPath). info must not be modified while the Storage is in use.
 //
-// In ReadOnly mode Open touches nothing on disk; use CheckFiles to learn
-// whether the files have the right sizes. In ReadWrite mode Open creates
+// In ReadOnly mode Open touches nothing on disk and follows symbolic links
+// (the files are the user's own); use CheckFiles to learn whether the files
+// have the right sizes. In ReadWrite mode Open creates
 // missing directories and files, sets every file to its torrent length
 // (extending sparsely, or truncating a longer file so that the finished
 // download is exact), and refuses symbolic links that lead outside the data

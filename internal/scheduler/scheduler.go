@@ -447,7 +447,10 @@ func (s *Scheduler) Next(now time.Time, ready func(PeerID) bool) (PeerID, Reques
 		s.recheck(ready)
 		s.nextRecheck = t + int64(s.cfg.Recheck)
 	}
-	for {
+	// Two passes at most: if the active peers are all unready, the parked
+	// ones are asked once more, so a ready peer is never left waiting while
+	// the uploader idles.
+	for pass := 0; pass < 2; pass++ {
 		if p := s.pickReserved(t, ready); p != nil {
 			return s.serve(p, t, false)
 		}
@@ -458,9 +461,10 @@ func (s *Scheduler) Next(now time.Time, ready func(PeerID) bool) (PeerID, Reques
 			return s.serve(p, t, true)
 		}
 		if len(s.parked) == 0 || !s.recheck(ready) {
-			return 0, Request{}, false
+			break
 		}
 	}
+	return 0, Request{}, false
 }
 
 // pickReserved returns the ready reserved peer furthest behind its

@@ -361,3 +361,15 @@ func BenchmarkBuild(b *testing.B) {
 		}
 	}
 }
+
+func TestHashPiecesDetectsShrunkFile(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]int{"f": 1000})
+	// The listing says 5000 bytes, as if the file shrank after it was
+	// listed; hashing must fail rather than hash a short piece.
+	files := []sourceFile{{osPath: filepath.Join(dir, "f"), path: []string{"f"}, length: 5000}}
+	_, err := hashPieces(context.Background(), files, 5000, 16384, 2)
+	if err == nil || !strings.Contains(err.Error(), "shrank") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -80,7 +80,38 @@ func startOpentracker(t *testing.T, hashes ...[20]byte) string {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return "http://" + addr + "/announce"
+	announce := "http://" + addr + "/announce"
+	if len(hashes) > 0 {
+		waitWhitelist(t, announce, hashes[0])
+	}
+	return announce
+}
+
+// waitWhitelist waits until opentracker, which loads its whitelist in the
+// background after it starts listening, accepts announces for h. The probe
+// peer unregisters itself so that it does not show in the counts.
+func waitWhitelist(t *testing.T, announce string, h [20]byte) {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	probe := AnnounceRequest{InfoHash: h, PeerID: peerN(999), Port: 9, Left: 1}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := Announce(ctx, client, announce, probe)
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("opentracker never accepted the whitelisted hash: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	probe.Event = EventStopped
+	if _, err := Announce(context.Background(), client, announce, probe); err != nil {
+		t.Fatalf("probe stop: %v", err)
+	}
 }
 
 // freePort asks the kernel for a free loopback port. Another process could

@@ -112,3 +112,8 @@ func containsQuery(u string) bool {
 	}
 	return false
 }
+
+func BenchmarkPostgresRedeem(b *testing.B)         { ledgertest.BenchRedeem(b, openPostgres) }
+func BenchmarkPostgresRedeemParallel(b *testing.B) { ledgertest.BenchRedeemParallel(b, openPostgres) }
+func BenchmarkPostgresOpen(b *testing.B)           { ledgertest.BenchOpen(b, openPostgres) }
+func BenchmarkPostgresOpenParallel(b *testing.B)   { ledgertest.BenchOpenParallel(b, openPostgres) }

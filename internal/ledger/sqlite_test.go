@@ -27,3 +27,8 @@ func openSQLite(tb testing.TB) ledger.Store {
 func TestSQLiteStore(t *testing.T) {
 	ledgertest.Run(t, openSQLite)
 }
+
+func BenchmarkSQLiteRedeem(b *testing.B)         { ledgertest.BenchRedeem(b, openSQLite) }
+func BenchmarkSQLiteRedeemParallel(b *testing.B) { ledgertest.BenchRedeemParallel(b, openSQLite) }
+func BenchmarkSQLiteOpen(b *testing.B)           { ledgertest.BenchOpen(b, openSQLite) }
+func BenchmarkSQLiteOpenParallel(b *testing.B)   { ledgertest.BenchOpenParallel(b, openSQLite) }

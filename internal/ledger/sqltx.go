@@ -171,6 +171,12 @@ func (t *sqlTx) Transfer(ctx context.Context, tr Transfer) error {
 		}
 		return fmt.Errorf("%w: %q holds %d, needs %d", ErrInsufficientFunds, tr.From, a.Balance, tr.Amount)
 	}
+	if _, err := t.c.exec(ctx, qInsertTransfer, string(tr.From), string(tr.To), tr.Amount, tr.Ref, tr.At.UnixNano()); err != nil {
+		return fmt.Errorf("journal transfer %q: %w", tr.Ref, err)
+	}
+	// The credit comes last: in PostgreSQL it locks the payee's row until
+	// commit, and shared payees (the fee account) should be held as
+	// briefly as possible.
 	n, err = t.c.exec(ctx, qCredit, tr.Amount, string(tr.To), math.MaxInt64-tr.Amount)
 	if err != nil {
 		return fmt.Errorf("credit %q: %w", tr.To, err)
@@ -180,9 +186,6 @@ func (t *sqlTx) Transfer(ctx context.Context, tr Transfer) error {
 			return err
 		}
 		return fmt.Errorf("%w: crediting %d to %q", ErrOverflow, tr.Amount, tr.To)
-	}
-	if _, err := t.c.exec(ctx, qInsertTransfer, string(tr.From), string(tr.To), tr.Amount, tr.Ref, tr.At.UnixNano()); err != nil {
-		return fmt.Errorf("journal transfer %q: %w", tr.Ref, err)
 	}
 	return nil
 }

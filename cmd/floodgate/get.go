@@ -1,15 +1,14 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/floodgate-p2p/floodgate/internal/node"
+	"github.com/floodgate-p2p/floodgate/internal/storage"
 	"github.com/floodgate-p2p/floodgate/internal/units"
 )
 
@@ -50,7 +49,10 @@ verified on disk. On a terminal it shows a live progress line.`,
 			if len(addrs) == 0 && (pf.noTrackers || len(mi.Trackers()) == 0) {
 				return usagef("no way to find peers: the torrent names no tracker; give --peer HOST:PORT")
 			}
-			dataPath := filepath.Join(outDir, mi.Info.Name)
+			dataPath, err := storage.DataPath(outDir, &mi.Info)
+			if err != nil {
+				return err
+			}
 			stderr := cmd.ErrOrStderr()
 			bar := newProgressLine(os.Stderr)
 			n, err := node.Start(cmd.Context(), node.Config{
@@ -108,7 +110,7 @@ verified on disk. On a terminal it shows a live progress line.`,
 				case <-cmd.Context().Done():
 					bar.done()
 					s := t.Stats()
-					return errors.New(fmt.Sprintf("interrupted with %d of %d pieces verified; run again to resume", s.HavePieces, s.Pieces))
+					return fmt.Errorf("interrupted with %d of %d pieces verified; run again to resume", s.HavePieces, s.Pieces)
 				}
 			}
 		},

@@ -343,6 +343,10 @@ func (pc *peerConn) handle(m wire.Message) error {
 		if m.ExtendedID == 0 {
 			pc.onExtendedHandshake(m.Payload)
 		}
+	case wire.Suggest, wire.AllowedFast:
+		if !pc.fast {
+			return peerErr("%v without fast extension", m.ID)
+		}
 	default:
 		// Port, suggest, allowed-fast and unknown messages are optional
 		// hints; BEP 3 says to ignore what we do not use.
@@ -574,7 +578,9 @@ func (pc *peerConn) writeLoop() {
 			}
 			pc.up.Add(len(data))
 			t.upMeter.Add(len(data))
-			t.wakeUploader()
+		}
+		if len(ups) > 0 {
+			t.writerFreed(pc)
 		}
 		if err := w.Flush(); err != nil {
 			return

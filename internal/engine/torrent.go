@@ -71,6 +71,8 @@ type Torrent struct {
 	done       chan struct{} // closed once every piece is verified
 	verify     chan verifyJob
 	uploadWake chan struct{}
+	freedMu    sync.Mutex
+	freed      []uint64 // conns whose writer drained; see writerFreed
 
 	mu          sync.Mutex
 	picker      *picker.Picker
@@ -369,6 +371,9 @@ func (t *Torrent) housekeeping(now time.Time) {
 	for _, pc := range dead {
 		pc.nc.Close()
 	}
+	// Requests are normally topped up as blocks arrive; this catches
+	// pipelines that went idle for any other reason.
+	t.fillAll()
 	if now.Sub(t.lastRechoke) >= rechokeInterval {
 		t.rechoke(now)
 	}
@@ -403,12 +408,14 @@ func (t *Torrent) verifyPiece(job verifyJob) {
 		t.wasted.Add(len(job.buf.data))
 		t.picker.PieceFailed(job.piece)
 		t.punish(job)
+		t.fillAll()
 	case werr != nil:
 		// A storage failure (disk full, permissions) is ours, not the
 		// peers': forget the piece and report loudly.
 		t.log.error("write piece", "piece", job.piece, "err", werr)
 		t.picker.PieceFailed(job.piece)
 		t.c.reportStorageError(werr)
+		t.fillAll()
 	default:
 		t.picker.SetHave(job.piece)
 		t.left -= int64(len(job.buf.data))
@@ -512,4 +519,23 @@ func (t *Torrent) ReceivedFrom() map[netip.Addr]int64 {
 		out[a] = n
 	}
 	return out
+}
+
+// bannedPeers lists the peer IDs refused for misbehaviour (for tests and
+// diagnostics).
+func (t *Torrent) bannedPeers() [][20]byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([][20]byte, 0, len(t.banned))
+	for id := range t.banned {
+		out = append(out, id)
+	}
+	return out
+}
+
+// fillAll tops up every connection's request pipeline; t.mu is held.
+func (t *Torrent) fillAll() {
+	for pc := range t.conns {
+		t.fillRequests(pc)
+	}
 }

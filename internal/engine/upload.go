@@ -46,6 +46,15 @@ func (t *Torrent) enqueueUpload(pc *peerConn, b picker.Block) error {
 
 var errQueueFull = errors.New("upload queue full")
 
+// writerFreed records that pc's writer has room again: the scheduler sets
+// aside peers whose connection is full until told so.
+func (t *Torrent) writerFreed(pc *peerConn) {
+	t.freedMu.Lock()
+	t.freed = append(t.freed, pc.id)
+	t.freedMu.Unlock()
+	t.wakeUploader()
+}
+
 // wakeUploader tells the upload loop that a request or writer slot is new.
 func (t *Torrent) wakeUploader() {
 	select {
@@ -64,8 +73,15 @@ func (t *Torrent) uploadLoop() {
 		pc := t.byConnID[uint64(id)]
 		return pc != nil && pc.inWriter.Load() < writerBacklog
 	}
+	var freed []uint64
 	for {
+		t.freedMu.Lock()
+		freed, t.freed = t.freed, freed[:0]
+		t.freedMu.Unlock()
 		t.mu.Lock()
+		for _, id := range freed {
+			t.sched.Wake(scheduler.PeerID(id))
+		}
 		id, r, ok := t.sched.Next(time.Now(), ready)
 		target := t.byConnID[uint64(id)]
 		t.mu.Unlock()
@@ -90,9 +106,20 @@ func (t *Torrent) uploadLoop() {
 // unchokes at once; a limited one waits for the choker's next round.
 func (t *Torrent) rechokeSoon() {
 	now := time.Now()
-	if !t.c.upLimited() || t.choker.Due(now) {
+	if !t.c.upLimited() || t.choker.Due(now) || t.unchokedCount() < choker.DefaultConfig().Slots {
+		// A free slot should not sit idle until the next round.
 		t.rechoke(now)
 	}
+}
+
+func (t *Torrent) unchokedCount() int {
+	n := 0
+	for pc := range t.conns {
+		if !pc.amChoking && pc.peerInterested {
+			n++
+		}
+	}
+	return n
 }
 
 // rechoke asks the choker whom to serve and applies its answer; t.mu held.

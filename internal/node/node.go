@@ -54,6 +54,9 @@ type Node struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	ann     *tracker.Announcer
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // ErrIncomplete is returned when a seeder's data does not match its torrent.
@@ -70,6 +73,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	st, err := storage.Open(info, cfg.DataPath, mode)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Seed {
+		// Name the file that is wrong rather than only counting pieces.
+		if err := st.CheckFiles(); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("%w: %w", ErrIncomplete, err)
+		}
 	}
 	have, err := st.Check(ctx, cfg.OnCheck)
 	if err != nil {
@@ -142,10 +152,22 @@ func (n *Node) Addr() netip.AddrPort { return n.client.Addr() }
 func (n *Node) StorageError() error { return n.client.StorageError() }
 
 // Close announces "stopped", disconnects every peer and flushes the data.
+// It is safe to call more than once.
 func (n *Node) Close() error {
+	n.closeOnce.Do(func() { n.closeErr = n.close() })
+	return n.closeErr
+}
+
+func (n *Node) close() error {
 	n.cancel()
 	n.wg.Wait()
 	err := n.client.Close()
+	if n.store.Mode() == storage.ReadWrite {
+		// Durability point: "done" must mean on disk, not in the cache.
+		if serr := n.store.Sync(); err == nil {
+			err = serr
+		}
+	}
 	if serr := n.store.Close(); err == nil {
 		err = serr
 	}

@@ -9,9 +9,13 @@ import (
 	"unicode"
 )
 
-// maxIDLen bounds account IDs and idempotency keys so hostile input cannot
-// bloat the tables or the indexes.
-const maxIDLen = 200
+// maxIDLen bounds account and channel IDs, and maxKeyLen idempotency keys
+// (which callers build from an account ID and a client's key), so hostile
+// input cannot bloat the tables or the indexes.
+const (
+	maxIDLen  = 200
+	maxKeyLen = 512
+)
 
 // pubKeySize is the size of an Ed25519 public key, the only kind DESIGN §4
 // registers.
@@ -110,9 +114,16 @@ func (l *Ledger) Balance(ctx context.Context, id AccountID) (int64, error) {
 
 // checkID rejects empty, oversized or unprintable identifiers and keys,
 // which would otherwise end up in logs and journal references.
-func checkID(what, s string) error {
-	if s == "" || len(s) > maxIDLen {
-		return fmt.Errorf("%w: %s must be 1 to %d bytes", ErrInvalid, what, maxIDLen)
+func checkID(what, s string) error { return checkText(what, s, maxIDLen) }
+
+// checkKey is checkID for idempotency keys, which may be longer.
+func checkKey(s string) error { return checkText("idempotency key", s, maxKeyLen) }
+
+// checkText rejects s unless it is 1 to limit bytes of printable,
+// space-free UTF-8.
+func checkText(what, s string, limit int) error {
+	if s == "" || len(s) > limit {
+		return fmt.Errorf("%w: %s must be 1 to %d bytes", ErrInvalid, what, limit)
 	}
 	for _, r := range s {
 		if r == unicode.ReplacementChar || !unicode.IsPrint(r) || unicode.IsSpace(r) {

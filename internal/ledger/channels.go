@@ -102,7 +102,7 @@ func (l *Ledger) OpenChannel(ctx context.Context, idemKey string, spec Channel, 
 
 // checkSpec validates an OpenChannel request and returns the amount to lock.
 func (l *Ledger) checkSpec(idemKey string, spec Channel, now time.Time) (int64, error) {
-	if err := checkID("idempotency key", idemKey); err != nil {
+	if err := checkKey(idemKey); err != nil {
 		return 0, err
 	}
 	if err := checkID("payer", string(spec.Payer)); err != nil {

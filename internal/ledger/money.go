@@ -15,7 +15,7 @@ func (l *Ledger) Mint(ctx context.Context, idemKey string, to AccountID, amount 
 	if l.cfgErr != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, l.cfgErr)
 	}
-	if err := checkID("idempotency key", idemKey); err != nil {
+	if err := checkKey(idemKey); err != nil {
 		return err
 	}
 	if amount <= 0 {

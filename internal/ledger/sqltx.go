@@ -115,6 +115,7 @@ func nullBytes(b []byte) any {
 	return b
 }
 
+// Account implements Tx.
 func (t *sqlTx) Account(ctx context.Context, id AccountID) (Account, error) {
 	a := Account{ID: id}
 	var kind string
@@ -129,6 +130,7 @@ func (t *sqlTx) Account(ctx context.Context, id AccountID) (Account, error) {
 	return a, nil
 }
 
+// AccountByKey implements Tx.
 func (t *sqlTx) AccountByKey(ctx context.Context, pubKey []byte) (Account, error) {
 	var a Account
 	var id, kind string
@@ -143,6 +145,7 @@ func (t *sqlTx) AccountByKey(ctx context.Context, pubKey []byte) (Account, error
 	return a, nil
 }
 
+// InsertAccount implements Tx.
 func (t *sqlTx) InsertAccount(ctx context.Context, a Account, at time.Time) error {
 	if _, err := t.c.exec(ctx, qInsertAccount, string(a.ID), string(a.Kind), nullBytes(a.PubKey), at.UnixNano()); err != nil {
 		return fmt.Errorf("insert account %q: %w", a.ID, err)
@@ -150,6 +153,7 @@ func (t *sqlTx) InsertAccount(ctx context.Context, a Account, at time.Time) erro
 	return nil
 }
 
+// Transfer implements Tx.
 func (t *sqlTx) Transfer(ctx context.Context, tr Transfer) error {
 	if tr.Amount <= 0 {
 		return fmt.Errorf("%w: transfer amount %d must be positive", ErrInvalid, tr.Amount)
@@ -190,6 +194,7 @@ func (t *sqlTx) Transfer(ctx context.Context, tr Transfer) error {
 	return nil
 }
 
+// Channel implements Tx.
 func (t *sqlTx) Channel(ctx context.Context, id string, forUpdate bool) (Channel, error) {
 	q := qChannel
 	if forUpdate {
@@ -216,6 +221,7 @@ func (t *sqlTx) Channel(ctx context.Context, id string, forUpdate bool) (Channel
 	return ch, nil
 }
 
+// InsertChannel implements Tx.
 func (t *sqlTx) InsertChannel(ctx context.Context, c Channel, at time.Time) error {
 	_, err := t.c.exec(ctx, qInsertChannel, c.ID, string(c.Payer), string(c.Payee), c.Root[:], c.Length, c.Unit,
 		c.Expiry.UnixNano(), c.Redeemed, c.Last[:], c.State, at.UnixNano())
@@ -225,6 +231,7 @@ func (t *sqlTx) InsertChannel(ctx context.Context, c Channel, at time.Time) erro
 	return nil
 }
 
+// UpdateChannel implements Tx.
 func (t *sqlTx) UpdateChannel(ctx context.Context, c Channel) error {
 	n, err := t.c.exec(ctx, qUpdateChannel, c.Redeemed, c.Last[:], c.State, c.ID)
 	if err != nil {
@@ -236,6 +243,7 @@ func (t *sqlTx) UpdateChannel(ctx context.Context, c Channel) error {
 	return nil
 }
 
+// ExpiredChannels implements Tx.
 func (t *sqlTx) ExpiredChannels(ctx context.Context, before time.Time, limit int) ([]string, error) {
 	rs, err := t.c.query(ctx, qExpiredChannels, before.UnixNano(), int64(limit))
 	if err != nil {
@@ -256,6 +264,7 @@ func (t *sqlTx) ExpiredChannels(ctx context.Context, before time.Time, limit int
 	return ids, nil
 }
 
+// Idempotency implements Tx.
 func (t *sqlTx) Idempotency(ctx context.Context, key string) (IdemRecord, error) {
 	r := IdemRecord{Key: key}
 	var at int64
@@ -270,6 +279,7 @@ func (t *sqlTx) Idempotency(ctx context.Context, key string) (IdemRecord, error)
 	return r, nil
 }
 
+// PutIdempotency implements Tx.
 func (t *sqlTx) PutIdempotency(ctx context.Context, r IdemRecord) error {
 	if _, err := t.c.exec(ctx, qInsertIdem, r.Key, r.Fingerprint, r.Result, r.At.UnixNano()); err != nil {
 		return fmt.Errorf("insert idempotency key %q: %w", r.Key, err)
@@ -277,6 +287,7 @@ func (t *sqlTx) PutIdempotency(ctx context.Context, r IdemRecord) error {
 	return nil
 }
 
+// Audit implements Tx.
 func (t *sqlTx) Audit(ctx context.Context) (AuditSums, error) {
 	var s AuditSums
 	for _, q := range []struct {

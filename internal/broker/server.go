@@ -89,6 +89,35 @@ type Server struct {
 	metrics     *serverMetrics
 	startMillis int64
 	accounts    sync.Map // identity.PublicKey -> string; registrations never change
+	parties     partyCache
+}
+
+// partyCache remembers the payer and payee of recently used channels. They
+// never change, so a redemption can be authorised without a database read;
+// the ledger still checks everything that can change (state, expiry,
+// index). It is bounded by forgetting everything when full, which costs
+// only a few re-reads.
+type partyCache struct {
+	mu sync.Mutex
+	m  map[string][2]string
+}
+
+const maxPartyCache = 1 << 16
+
+func (c *partyCache) get(id string) ([2]string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.m[id]
+	return p, ok
+}
+
+func (c *partyCache) put(id, payer, payee string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxPartyCache {
+		c.m = make(map[string][2]string)
+	}
+	c.m[id] = [2]string{payer, payee}
 }
 
 // NewServer validates cfg and builds the server. Call Init before serving.

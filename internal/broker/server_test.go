@@ -37,7 +37,7 @@ func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
 func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	clock    *clock
 	provider *identity.PrivateKey
 	srv      *Server
@@ -47,7 +47,7 @@ type env struct {
 
 const testGrace = 10 * time.Minute
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	ctx := context.Background()
 	store, err := ledger.OpenSQLite(ctx, filepath.Join(t.TempDir(), "ledger.db"), ledger.SQLiteOptions{})
@@ -76,7 +76,7 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-func key(t *testing.T, b byte) *identity.PrivateKey {
+func key(t testing.TB, b byte) *identity.PrivateKey {
 	t.Helper()
 	var seed [32]byte
 	seed[0], seed[1] = b, 0xfe
@@ -134,7 +134,7 @@ func chain(b byte, n int64) *hashchain.Chain {
 	return hashchain.New(seed, n)
 }
 
-func pre(t *testing.T, c *hashchain.Chain, i int64) identity.Digest {
+func pre(t testing.TB, c *hashchain.Chain, i int64) identity.Digest {
 	t.Helper()
 	p, err := c.Preimage(i)
 	if err != nil {

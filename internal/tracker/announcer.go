@@ -75,6 +75,9 @@ type AnnouncerConfig struct {
 type Announcer struct {
 	cfg     AnnouncerConfig
 	tiers   [][]string // owned by the Run goroutine once it starts
+	// trackerIDs holds the "tracker id" each tracker returned, echoed in
+	// later announces to it (BEP 3). Owned by the Run goroutine.
+	trackerIDs map[string]string
 	running atomic.Bool
 
 	completed atomic.Bool   // Completed was called
@@ -117,7 +120,7 @@ func NewAnnouncer(cfg AnnouncerConfig) *Announcer {
 		rand.Shuffle(len(t), func(i, j int) { t[i], t[j] = t[j], t[i] })
 		tiers = append(tiers, t)
 	}
-	return &Announcer{cfg: cfg, tiers: tiers, wake: make(chan struct{}, 1)}
+	return &Announcer{cfg: cfg, tiers: tiers, trackerIDs: make(map[string]string), wake: make(chan struct{}, 1)}
 }
 
 // Completed asks for a "completed" announce as soon as possible. Call it
@@ -298,6 +301,9 @@ func (a *Announcer) announceTiers(ctx context.Context, ev Event, st State) (stri
 				lastErr = err
 				continue
 			}
+			if resp.TrackerID != "" {
+				a.trackerIDs[u] = resp.TrackerID
+			}
 			copy(tier[1:i+1], tier[:i])
 			tier[0] = u
 			return u, resp, nil
@@ -313,6 +319,7 @@ func (a *Announcer) announceOne(ctx context.Context, u string, ev Event, st Stat
 		InfoHash: a.cfg.InfoHash, PeerID: a.cfg.PeerID, Port: a.cfg.Port,
 		Uploaded: st.Uploaded, Downloaded: st.Downloaded, Left: st.Left,
 		Event: ev, NumWant: a.cfg.NumWant, Key: a.cfg.Key,
+		TrackerID: a.trackerIDs[u],
 	}
 	if a.cfg.Extra != nil {
 		req.Extra = a.cfg.Extra(ev)

@@ -177,11 +177,14 @@ func TestAnnouncerPromotesWorkingURLInTier(t *testing.T) {
 }
 
 func TestAnnouncerEventsAndReannounce(t *testing.T) {
-	s := NewServer(ServerConfig{Interval: time.Minute})
-	defer s.Close()
 	// A tracker that names no interval, so DefaultInterval applies.
+	var idMu sync.Mutex
+	var trackerIDs []string
 	log := newEventLog(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = w.Write([]byte("d5:peers0:e"))
+		idMu.Lock()
+		trackerIDs = append(trackerIDs, r.URL.Query().Get("trackerid"))
+		idMu.Unlock()
+		_, _ = w.Write([]byte("d5:peers0:10:tracker id4:T-42e"))
 	}))
 	ts := httptest.NewServer(log)
 	defer ts.Close()
@@ -232,6 +235,11 @@ func TestAnnouncerEventsAndReannounce(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("events = %q, want exactly one completed", events)
 	}
+	idMu.Lock()
+	if trackerIDs[0] != "" || trackerIDs[1] != "T-42" || trackerIDs[len(trackerIDs)-1] != "T-42" {
+		t.Fatalf("tracker ids sent = %q, want none first and then the tracker's", trackerIDs)
+	}
+	idMu.Unlock()
 	log.mu.Lock()
 	defer log.mu.Unlock()
 	if log.extra[0] != "started" || log.extra[len(log.extra)-1] != "stopped" {

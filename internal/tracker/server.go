@@ -161,6 +161,27 @@ func (s *Server) Stats() Stats {
 	}
 }
 
+// SwarmStats returns the current counts of one torrent, as a scrape
+// would report them, and whether the tracker knows the torrent.
+func (s *Server) SwarmStats(infoHash [20]byte) (ScrapeStats, bool) {
+	sw, _ := s.getSwarm(infoHash, false, time.Time{})
+	if sw == nil {
+		return ScrapeStats{}, false
+	}
+	now := s.cfg.Now()
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	if sw.dead {
+		return ScrapeStats{}, false
+	}
+	s.expireLocked(sw, now)
+	return ScrapeStats{
+		Complete:   sw.seeders,
+		Incomplete: sw.len() - sw.seeders,
+		Downloaded: int(sw.downloaded),
+	}, true
+}
+
 // sweepEvery is how often the sweeper runs: often enough that an idle
 // swarm's peers disappear soon after their TTL, rarely enough to cost
 // nothing on a big tracker.
@@ -183,28 +204,37 @@ func (s *Server) sweepLoop() {
 }
 
 // sweep expires peers in every swarm and forgets the swarms left empty.
+// Swarms are locked one at a time, and the map is write-locked only to
+// delete the few swarms found empty, so announces barely notice a sweep.
 func (s *Server) sweep(now time.Time) {
 	s.mu.RLock()
-	all := make([]*swarm, 0, len(s.swarms))
-	for _, sw := range s.swarms {
-		all = append(all, sw)
+	all := make(map[[20]byte]*swarm, len(s.swarms))
+	for h, sw := range s.swarms {
+		all[h] = sw
 	}
 	s.mu.RUnlock()
-	empty := false
-	for _, sw := range all {
+	var empty [][20]byte
+	for h, sw := range all {
 		sw.mu.Lock()
 		s.expireLocked(sw, now)
-		empty = empty || sw.len() == 0
+		if sw.len() == 0 && now.Sub(sw.lastActive) >= s.cfg.PeerTTL/4 {
+			empty = append(empty, h)
+		}
 		sw.mu.Unlock()
 	}
-	if !empty {
+	if len(empty) == 0 {
 		return
 	}
 	// Lock order is server map, then swarm; announces never hold a swarm
-	// lock while taking the map lock.
+	// lock while taking the map lock. The swarm is checked again because
+	// an announce may have joined it since the pass above.
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for h, sw := range s.swarms {
+	for _, h := range empty {
+		sw := s.swarms[h]
+		if sw == nil {
+			continue
+		}
 		sw.mu.Lock()
 		if sw.len() == 0 && now.Sub(sw.lastActive) >= s.cfg.PeerTTL/4 {
 			sw.dead = true
@@ -501,7 +531,6 @@ func (s *Server) scrape(r *http.Request) reply {
 	if len(hashes) > MaxScrapeHashes {
 		return s.fail(r, fmt.Sprintf("too many info_hash parameters: at most %d", MaxScrapeHashes), nil)
 	}
-	now := s.cfg.Now()
 	files := make(map[string]any, len(hashes))
 	for _, hs := range hashes {
 		if len(hs) != 20 {
@@ -512,21 +541,11 @@ func (s *Server) scrape(r *http.Request) reply {
 		if s.cfg.Allow != nil && !s.cfg.Allow(h) {
 			continue
 		}
-		var complete, incomplete, downloaded int64
-		if sw, _ := s.getSwarm(h, false, now); sw != nil {
-			sw.mu.Lock()
-			if !sw.dead {
-				s.expireLocked(sw, now)
-				complete = int64(sw.seeders)
-				incomplete = int64(sw.len() - sw.seeders)
-				downloaded = sw.downloaded
-			}
-			sw.mu.Unlock()
-		}
+		st, _ := s.SwarmStats(h)
 		files[hs] = map[string]any{
-			"complete":   complete,
-			"incomplete": incomplete,
-			"downloaded": downloaded,
+			"complete":   int64(st.Complete),
+			"incomplete": int64(st.Incomplete),
+			"downloaded": int64(st.Downloaded),
 		}
 	}
 	return reply{"files": files}

@@ -173,6 +173,7 @@ func (l *Ledger) Redeem(ctx context.Context, channelID string, index int64, prei
 		return 0, fmt.Errorf("%w: index %d must be positive", ErrInvalid, index)
 	}
 	var v verified
+	var charged bool // the committed transaction charged a fee
 	// A long walk is done outside and the transaction run again; if another
 	// redemption moved the anchor meanwhile, the next walk is shorter and,
 	// if still long, done outside once more. The rounds are bounded so a
@@ -180,7 +181,7 @@ func (l *Ledger) Redeem(ctx context.Context, channelID string, index int64, prei
 	for round := 0; ; round++ {
 		var need Channel
 		err = l.store.InTx(ctx, func(tx Tx) error {
-			paid = 0
+			paid, charged = 0, false
 			ch, err := tx.Channel(ctx, channelID, true)
 			if err != nil {
 				return err
@@ -207,7 +208,7 @@ func (l *Ledger) Redeem(ctx context.Context, channelID string, index int64, prei
 			if err := tx.UpdateChannel(ctx, next); err != nil {
 				return err
 			}
-			paid, err = l.payOut(ctx, tx, ch, index, now)
+			paid, charged, err = l.payOut(ctx, tx, ch, index, now)
 			return err
 		})
 		if !errors.Is(err, errVerifyOutside) {
@@ -224,6 +225,9 @@ func (l *Ledger) Redeem(ctx context.Context, channelID string, index int64, prei
 	}
 	if err != nil {
 		return 0, fmt.Errorf("redeem channel %s at %d: %w", channelID, index, err)
+	}
+	if charged {
+		l.feeAccountExists.Store(true)
 	}
 	return paid, nil
 }
@@ -253,20 +257,21 @@ func verifyPreimage(ch Channel, index int64, preimage [32]byte) error {
 }
 
 // payOut moves (index-Redeemed)*Unit out of the channel's escrow: the fee
-// to the fee account, the rest to the payee. It returns the payee's share.
+// to the fee account, the rest to the payee. It returns the payee's share
+// and whether a fee was charged.
 // The journal refs name the channel and index, so the same step can never
 // be paid twice even if a bug got past the channel row lock.
-func (l *Ledger) payOut(ctx context.Context, tx Tx, ch Channel, index int64, now time.Time) (int64, error) {
+func (l *Ledger) payOut(ctx context.Context, tx Tx, ch Channel, index int64, now time.Time) (int64, bool, error) {
 	amount, err := mul(index-ch.Redeemed, ch.Unit) // <= Length*Unit, checked at open
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	f := fee(amount, l.cfg.FeeBasisPoints)
 	escrow := escrowOf(ch.ID)
 	suffix := fmt.Sprintf("%s:%d", ch.ID, index)
 	if amount-f > 0 {
 		if err := tx.Transfer(ctx, Transfer{From: escrow, To: ch.Payee, Amount: amount - f, Ref: "pay:" + suffix, At: now}); err != nil {
-			return 0, err
+			return 0, false, err
 		}
 	}
 	// The fee goes last: on PostgreSQL, crediting the fee account locks
@@ -275,18 +280,23 @@ func (l *Ledger) payOut(ctx context.Context, tx Tx, ch Channel, index int64, now
 	// parallel.
 	if f > 0 {
 		if err := l.ensureFeeAccount(ctx, tx, now); err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		if err := tx.Transfer(ctx, Transfer{From: escrow, To: l.cfg.FeeAccount, Amount: f, Ref: "fee:" + suffix, At: now}); err != nil {
-			return 0, err
+			return 0, false, err
 		}
 	}
-	return amount - f, nil
+	return amount - f, f > 0, nil
 }
 
 // ensureFeeAccount creates the fee account on first use, so a deployment
-// needs no setup step before charging fees.
+// needs no setup step before charging fees. Accounts are never deleted, so
+// once a redemption has committed with the account in place the check is
+// skipped, saving a query on the hot path.
 func (l *Ledger) ensureFeeAccount(ctx context.Context, tx Tx, now time.Time) error {
+	if l.feeAccountExists.Load() {
+		return nil
+	}
 	_, err := tx.Account(ctx, l.cfg.FeeAccount)
 	if errors.Is(err, ErrNotFound) {
 		return tx.InsertAccount(ctx, Account{ID: l.cfg.FeeAccount, Kind: KindFees}, now)

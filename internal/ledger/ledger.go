@@ -14,6 +14,7 @@ package ledger
 
 import (
 	"errors"
+	"sync/atomic"
 	"time"
 )
 
@@ -138,6 +139,9 @@ type Ledger struct {
 	store  Store
 	cfg    Config
 	cfgErr error
+	// feeAccountExists is set once a committed redemption has credited
+	// the fee account; see ensureFeeAccount.
+	feeAccountExists atomic.Bool
 }
 
 // New returns a ledger over store. An invalid cfg does not panic: every

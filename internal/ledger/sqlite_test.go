@@ -2,10 +2,13 @@ package ledger_test
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/floodgate-p2p/floodgate/internal/ledger"
 	"github.com/floodgate-p2p/floodgate/internal/ledger/ledgertest"
@@ -119,4 +122,57 @@ func TestOpenStoreURLs(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
+}
+
+// TestAuditDetectsTampering edits the database behind the ledger's back
+// and expects Audit to notice each kind of damage.
+func TestAuditDetectsTampering(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, sql string
+	}{
+		{"balance raised", `UPDATE accounts SET balance = balance + 1 WHERE id = 'payer'`},
+		{"money moved without a journal row", `UPDATE accounts SET balance = balance + 5 - 10 * (id = 'payer')
+			WHERE id = 'payer' OR id = 'payee'`},
+		{"escrow drained to the payee", `UPDATE accounts SET balance = CASE WHEN kind = 'escrow' THEN 0 ELSE balance + 100 END
+			WHERE kind = 'escrow' OR id = 'payee'`},
+		{"journal row deleted", `DELETE FROM transfers WHERE ref LIKE 'open:%'`},
+		{"channel marked redeemed", `UPDATE channels SET redeemed = 5`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "ledger.db")
+			s, err := ledger.OpenSQLite(ctx, path, ledger.SQLiteOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			l := ledger.New(s, ledger.Config{})
+			for _, id := range []ledger.AccountID{"payer", "payee"} {
+				if err := l.CreateAccount(ctx, id, ledger.KindCustomer, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := l.Mint(ctx, "m", "payer", 1000); err != nil {
+				t.Fatal(err)
+			}
+			now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+			if _, err := l.OpenChannel(ctx, "o", ledger.Channel{Payer: "payer", Payee: "payee", Length: 10, Unit: 10, Expiry: now.Add(time.Hour)}, now); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := l.Audit(ctx); err != nil {
+				t.Fatalf("audit before tampering: %v", err)
+			}
+			db, err := sql.Open("sqlite", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if _, err := db.ExecContext(ctx, tc.sql); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := l.Audit(ctx); !errors.Is(err, ledger.ErrCorrupt) {
+				t.Fatalf("audit after tampering: %v, want ErrCorrupt", err)
+			}
+		})
+	}
 }

@@ -34,6 +34,9 @@ type AnnouncerConfig struct {
 	// InfoHash, PeerID and Port identify this download to the tracker.
 	InfoHash, PeerID [20]byte
 	Port             uint16
+	// IP, when valid, is announced as the "ip" parameter (see
+	// AnnounceRequest.IP).
+	IP netip.Addr
 	// Key is the BEP 3 key; zero picks a random one.
 	Key uint32
 	// NumWant is how many peers to ask for; zero leaves it to the tracker.
@@ -73,12 +76,12 @@ type AnnouncerConfig struct {
 // when told and "stopped" on exit, and fails over between BEP 12 tiers
 // with backoff when trackers are down.
 type Announcer struct {
-	cfg     AnnouncerConfig
-	tiers   [][]string // owned by the Run goroutine once it starts
+	cfg   AnnouncerConfig
+	tiers [][]string // owned by the Run goroutine once it starts
 	// trackerIDs holds the "tracker id" each tracker returned, echoed in
 	// later announces to it (BEP 3). Owned by the Run goroutine.
 	trackerIDs map[string]string
-	running atomic.Bool
+	running    atomic.Bool
 
 	completed atomic.Bool   // Completed was called
 	wake      chan struct{} // nudges Run after Completed or AnnounceNow
@@ -319,7 +322,7 @@ func (a *Announcer) announceOne(ctx context.Context, u string, ev Event, st Stat
 		InfoHash: a.cfg.InfoHash, PeerID: a.cfg.PeerID, Port: a.cfg.Port,
 		Uploaded: st.Uploaded, Downloaded: st.Downloaded, Left: st.Left,
 		Event: ev, NumWant: a.cfg.NumWant, Key: a.cfg.Key,
-		TrackerID: a.trackerIDs[u],
+		TrackerID: a.trackerIDs[u], IP: a.cfg.IP,
 	}
 	if a.cfg.Extra != nil {
 		req.Extra = a.cfg.Extra(ev)

@@ -95,6 +95,16 @@ func TestAnnounceAgainstServer(t *testing.T) {
 		t.Fatalf("scrape = %+v", stats)
 	}
 
+	// From loopback the "ip" parameter sets the advertised address.
+	_, err = Announce(ctx, ts.Client(), ts.URL+"/announce", AnnounceRequest{InfoHash: hashN(7), PeerID: peerN(1), Port: 1, IP: netip.MustParseAddr("127.0.0.42")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err = Announce(ctx, ts.Client(), ts.URL+"/announce", AnnounceRequest{InfoHash: hashN(7), PeerID: peerN(2), Port: 2, Left: 1})
+	if err != nil || !slices.Equal(resp.Peers, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.42:1")}) {
+		t.Fatalf("peers = %v, %v; want the announced ip", resp, err)
+	}
+
 	// A refusal is a *FailureError.
 	_, err = Announce(ctx, ts.Client(), ts.URL+"/announce", AnnounceRequest{InfoHash: hashN(1), PeerID: peerN(1), Port: 1, Extra: url.Values{"numwant2": {"x"}}, Left: 0, NumWant: 1})
 	if err != nil {

@@ -30,6 +30,10 @@ type AnnounceRequest struct {
 	Key uint32
 	// TrackerID echoes the "tracker id" a tracker returned earlier.
 	TrackerID string
+	// IP, when valid, is sent as the "ip" parameter: the address peers
+	// should use. Trackers, this one included, honour it only from
+	// addresses they trust (this one: loopback).
+	IP netip.Addr
 	// Extra carries additional query parameters, such as Floodgate's signed
 	// peer fields. They must not repeat a standard parameter.
 	Extra url.Values
@@ -106,6 +110,10 @@ func (r *AnnounceRequest) encode() (string, error) {
 	if r.TrackerID != "" {
 		sb.WriteString("&trackerid=")
 		sb.WriteString(escapeBytes([]byte(r.TrackerID)))
+	}
+	if r.IP.IsValid() {
+		sb.WriteString("&ip=")
+		sb.WriteString(escapeBytes([]byte(r.IP.Unmap().String())))
 	}
 	if len(r.Extra) > 0 {
 		sb.WriteByte('&')

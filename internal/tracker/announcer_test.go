@@ -329,3 +329,32 @@ func TestAnnouncerBadConfig(t *testing.T) {
 		t.Fatal("missing State and Port accepted")
 	}
 }
+
+func TestAnnouncerAnnounceNow(t *testing.T) {
+	log := newEventLog(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("d8:intervali3600e12:min intervali0e5:peers0:e"))
+	}))
+	ts := httptest.NewServer(log)
+	defer ts.Close()
+	a := NewAnnouncer(AnnouncerConfig{
+		Tiers:    [][]string{{ts.URL + "/announce"}},
+		InfoHash: hashN(1), PeerID: peerN(1), Port: 6881,
+		State:       func() State { return State{Left: 3} },
+		HTTPClient:  ts.Client(),
+		MinInterval: 10 * time.Millisecond,
+	})
+	cancel := runAnnouncer(t, a)
+	if ev := log.waitEvent(t); ev != "started" {
+		t.Fatalf("first = %q", ev)
+	}
+	// The hour-long interval would keep it quiet; AnnounceNow does not wait
+	// for it, only for the min interval.
+	a.AnnounceNow()
+	if ev := log.waitEvent(t); ev != "" {
+		t.Fatalf("early announce event = %q, want a regular announce", ev)
+	}
+	cancel()
+	if ev := log.waitEvent(t); ev != "stopped" {
+		t.Fatalf("last = %q", ev)
+	}
+}

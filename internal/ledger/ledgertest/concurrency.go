@@ -137,3 +137,56 @@ func testConcurrentIdempotentOpen(t *testing.T, open Opener) {
 	f.wantBalance("payer", 900)
 	f.conserved(1_000)
 }
+
+// testConcurrentLongRedeem races redemptions whose chain walks are long
+// enough to be verified outside the transaction, so the anchor often moves
+// between the walk and the commit.
+func testConcurrentLongRedeem(t *testing.T, open Opener) {
+	cfg := testConfig()
+	cfg.MaxStep = cfg.MaxChainLength
+	f := newFixture(t, open, cfg)
+	f.customer("payer", 1_000_000)
+	f.customer("payee", 0)
+	const length = 10_000
+	ch, chain := f.open("long-race", "payer", "payee", length, 3, t0.Add(time.Hour))
+	indexes := []int64{4_500, 9_000, 5_000, 10_000, 6_000, 4_200, 9_999, 7_777}
+	pres := make([][32]byte, len(indexes))
+	for i, idx := range indexes {
+		pres[i] = pre(t, chain, idx)
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for i := range indexes {
+		wg.Go(func() {
+			_, err := f.l.Redeem(f.ctx, ch.ID, indexes[i], pres[i], t0)
+			// A long redemption may give up under contention with a
+			// plain (non-sentinel) error; it must never be a wrong answer.
+			if err != nil && (errors.Is(err, ledger.ErrBadPreimage) || errors.Is(err, ledger.ErrInvalid)) {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("concurrent long redemptions: %v", err)
+	}
+	got, err := f.l.Channel(f.ctx, ch.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Redeemed != length {
+		// Only possible if the 10 000 redemption gave up; retry it.
+		if _, err := f.l.Redeem(f.ctx, ch.ID, length, pre(t, chain, length), t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b := f.balance("payee") + f.balance("fees"); b != length*3 {
+		t.Fatalf("payee+fees got %d, want %d", b, length*3)
+	}
+	f.conserved(1_000_000)
+}

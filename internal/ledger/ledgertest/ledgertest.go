@@ -57,6 +57,7 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentRedeem", testConcurrentRedeem},
 		{"ConcurrentOpen", testConcurrentOpen},
 		{"ConcurrentIdempotentOpen", testConcurrentIdempotentOpen},
+		{"ConcurrentLongRedeem", testConcurrentLongRedeem},
 		{"Property", testProperty},
 	}
 	for _, tc := range tests {

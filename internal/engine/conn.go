@@ -36,9 +36,6 @@ const (
 	writerBacklog = 16
 )
 
-// ExtensionName is the BEP 10 name under which Floodgate messages will ride.
-const ExtensionName = "fg"
-
 // clientVersion is sent as "v" in the extension handshake.
 const clientVersion = "Floodgate 0.1"
 
@@ -71,6 +68,7 @@ type peerConn struct {
 	lastUnchoked   time.Time
 	down, up       meter
 
+	fgID         atomic.Uint32 // the peer's extended ID for Floodgate messages; 0 = none
 	lastRecvNano atomic.Int64
 	lastSentNano atomic.Int64
 
@@ -189,11 +187,14 @@ func (t *Torrent) addConn(nc net.Conn, hs wire.Handshake, out bool) {
 
 func (t *Torrent) extendedHandshake(pc *peerConn) []byte {
 	hs := wire.ExtendedHandshake{
-		M:      map[string]uint8{},
+		M:      map[string]uint8{ExtensionName: extensionLocalID},
 		V:      clientVersion,
 		Reqq:   ourReqq,
 		YourIP: pc.addr.Addr(),
 		P:      t.c.Addr().Port(),
+	}
+	if t.pay != nil {
+		hs.Extra = t.pay.HandshakeFields(pc)
 	}
 	b, err := hs.AppendBinary(nil)
 	if err != nil {
@@ -251,6 +252,9 @@ func (pc *peerConn) close() {
 		delete(t.byConnID, pc.id)
 		t.sched.RemovePeer(scheduler.PeerID(pc.id))
 		close(pc.closing)
+		if t.pay != nil {
+			t.pay.Closed(pc)
+		}
 	}
 	t.mu.Unlock()
 }
@@ -340,8 +344,13 @@ func (pc *peerConn) handle(m wire.Message) error {
 			t.picker.Unrequest(b)
 		}
 	case wire.Extended:
-		if m.ExtendedID == 0 {
-			pc.onExtendedHandshake(m.Payload)
+		switch {
+		case m.ExtendedID == 0:
+			return pc.onExtendedHandshake(m.Payload)
+		case m.ExtendedID == extensionLocalID && t.pay != nil:
+			if err := t.pay.Message(pc, m.Payload); err != nil {
+				return peerErr("floodgate extension: %v", err)
+			}
 		}
 	case wire.Suggest, wire.AllowedFast:
 		if !pc.fast {
@@ -354,16 +363,26 @@ func (pc *peerConn) handle(m wire.Message) error {
 	return nil
 }
 
-func (pc *peerConn) onExtendedHandshake(payload []byte) {
+func (pc *peerConn) onExtendedHandshake(payload []byte) error {
 	hs, err := wire.ParseExtendedHandshake(payload)
 	if err != nil {
 		pc.t.log.debug("bad extended handshake", "addr", pc.addr, "err", err)
-		return
+		return nil
 	}
 	if hs.Reqq > 0 {
 		pc.maxOut = min(hs.Reqq, maxOutstanding)
 	}
 	pc.clientName = hs.V
+	id, ok := hs.ID(ExtensionName)
+	if ok {
+		pc.fgID.Store(uint32(id))
+	}
+	if pc.t.pay != nil {
+		if err := pc.t.pay.PeerHandshake(pc, &hs, ok); err != nil {
+			return peerErr("floodgate handshake: %v", err)
+		}
+	}
+	return nil
 }
 
 func (pc *peerConn) onRequest(m wire.Message) error {
@@ -380,6 +399,10 @@ func (pc *peerConn) onRequest(m wire.Message) error {
 		return nil
 	}
 	if pc.amChoking {
+		pc.reject(b)
+		return nil
+	}
+	if t.pay != nil && t.pay.Serve(pc, int(b.Length)) == Refuse {
 		pc.reject(b)
 		return nil
 	}
@@ -578,6 +601,9 @@ func (pc *peerConn) writeLoop() {
 			}
 			pc.up.Add(len(data))
 			t.upMeter.Add(len(data))
+			if t.pay != nil {
+				t.pay.Uploaded(pc, len(data))
+			}
 		}
 		if len(ups) > 0 {
 			t.writerFreed(pc)

@@ -63,7 +63,7 @@ func (f *swarmFixture) startPeer(t *testing.T, cfg Config, dataPath string, seed
 	if err != nil {
 		t.Fatal(err)
 	}
-	tor, err := c.AddTorrent(f.mi, st, TorrentOptions{Have: &have, Seed: true, Free: true})
+	tor, err := c.AddTorrent(f.mi, st, TorrentOptions{Have: &have})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,12 +33,9 @@ type TorrentOptions struct {
 	// Have lists the pieces already verified on disk (from a resume
 	// check); nil means none.
 	Have *bitfield.Bitfield
-	// Seed keeps serving after the download completes (always true for
-	// seeders; a downloader that exits when done sets it false).
-	Seed bool
-	// Free serves any peer without payment. Until the payment extension
-	// exists, every session serves peers for free.
-	Free bool
+	// Payments, if set, makes the session a paid one (the Floodgate
+	// extension); nil serves and downloads for free like any client.
+	Payments Payments
 }
 
 // Stats is a snapshot of a torrent's progress.
@@ -62,6 +59,7 @@ type Torrent struct {
 	info     *metainfo.Info
 	infoHash metainfo.Hash
 	store    Storage
+	pay      Payments
 	opts     TorrentOptions
 	log      logger
 
@@ -417,6 +415,9 @@ func (t *Torrent) verifyPiece(job verifyJob) {
 		t.c.reportStorageError(werr)
 		t.fillAll()
 	default:
+		if t.pay != nil {
+			t.pay.Verified(job.piece, contributions(job.buf))
+		}
 		t.picker.SetHave(job.piece)
 		t.left -= int64(len(job.buf.data))
 		t.broadcastHave(job.piece)
@@ -538,4 +539,27 @@ func (t *Torrent) fillAll() {
 	for pc := range t.conns {
 		t.fillRequests(pc)
 	}
+}
+
+// contributions sums a piece's bytes by the peer that sent them.
+func contributions(b *pieceBuf) []Contribution {
+	var out []Contribution
+	for k, pc := range b.from {
+		if pc == nil {
+			continue
+		}
+		n := min(picker.BlockSize, len(b.data)-k*picker.BlockSize)
+		found := false
+		for i := range out {
+			if out[i].Peer == Peer(pc) {
+				out[i].Bytes += n
+				found = true
+				break
+			}
+		}
+		if !found {
+			out = append(out, Contribution{Peer: pc, Bytes: n})
+		}
+	}
+	return out
 }

@@ -71,7 +71,11 @@ func (t *Torrent) uploadLoop() {
 	defer t.wg.Done()
 	ready := func(id scheduler.PeerID) bool {
 		pc := t.byConnID[uint64(id)]
-		return pc != nil && pc.inWriter.Load() < writerBacklog
+		if pc == nil || pc.inWriter.Load() >= writerBacklog {
+			return false
+		}
+		// A peer over its credit window waits until it pays (Wake).
+		return t.pay == nil || t.pay.Serve(pc, wire.BlockSize) == Serve
 	}
 	var freed []uint64
 	for {

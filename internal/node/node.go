@@ -29,6 +29,8 @@ type Config struct {
 	Seed bool
 	// Free serves plain peers without payment.
 	Free bool
+	// Payments makes the peer a paying and paid one; nil = free service.
+	Payments engine.Payments
 	// Listen is the TCP address to accept peers on.
 	Listen string
 	// Peers are dialed directly, in addition to what trackers return.
@@ -101,7 +103,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		st.Close()
 		return nil, err
 	}
-	t, err := client.AddTorrent(cfg.Torrent, st, engine.TorrentOptions{Have: &have, Seed: true, Free: cfg.Free})
+	t, err := client.AddTorrent(cfg.Torrent, st, engine.TorrentOptions{Have: &have, Payments: cfg.Payments})
 	if err != nil {
 		client.Close()
 		st.Close()

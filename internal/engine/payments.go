@@ -1,0 +1,101 @@
+package engine
+
+import (
+	"net/netip"
+
+	"github.com/floodgate-p2p/floodgate/internal/bencode"
+	"github.com/floodgate-p2p/floodgate/internal/wire"
+)
+
+// ExtensionName is the BEP 10 name under which Floodgate's payment
+// messages ride (docs/protocol.md, "The Floodgate extension").
+const ExtensionName = "floodgate"
+
+// extensionLocalID is the extended message ID we ask peers to use when they
+// send us Floodgate messages.
+const extensionLocalID = 1
+
+// Peer is what a payment plug-in sees of one connection. Its methods are
+// safe to call from any goroutine, including from inside Payments calls.
+type Peer interface {
+	// ConnID identifies the connection within its torrent.
+	ConnID() uint64
+	// Addr is the peer's address.
+	Addr() netip.AddrPort
+	// SendExtension sends payload as a Floodgate extension message; it
+	// reports false when the peer did not advertise the extension.
+	SendExtension(payload []byte) bool
+	// Close disconnects the peer.
+	Close()
+	// Wake tells the uploader that the peer may be served again (it paid).
+	Wake()
+}
+
+// Verdict is a payment plug-in's answer to "may this peer be served?".
+type Verdict int
+
+const (
+	// Serve the block now.
+	Serve Verdict = iota
+	// Hold the peer's requests until it pays (the plug-in calls Wake).
+	Hold
+	// Refuse the peer: reject its requests and choke it.
+	Refuse
+)
+
+// Contribution is how many bytes of a verified piece one peer sent.
+type Contribution struct {
+	Peer  Peer
+	Bytes int
+}
+
+// Payments plugs a payment protocol into a torrent session, in the way
+// syncthing's protocol layer calls its model: the engine keeps framing,
+// piece flow and scheduling; the plug-in decides who pays whom.
+//
+// The engine calls every method except Uploaded with the torrent's lock
+// held, so implementations must not block (broker calls belong on their
+// own goroutines) and must not call back into the Torrent.
+type Payments interface {
+	// HandshakeFields returns extra keys for our BEP 10 handshake to p.
+	HandshakeFields(p Peer) map[string]bencode.RawMessage
+	// PeerHandshake receives p's BEP 10 handshake; supported says whether
+	// p advertised the Floodgate extension. An error closes the connection.
+	PeerHandshake(p Peer, hs *wire.ExtendedHandshake, supported bool) error
+	// Message handles one Floodgate extension message from p. An error
+	// closes the connection.
+	Message(p Peer, payload []byte) error
+	// Serve is asked before a block of n bytes is queued for p and again
+	// before it is sent.
+	Serve(p Peer, n int) Verdict
+	// Uploaded reports n bytes of payload sent to p. It is called from
+	// the connection's writer without the torrent lock.
+	Uploaded(p Peer, n int)
+	// Verified reports a piece that passed its hash check and who sent
+	// its bytes (pay-after-verify).
+	Verified(piece int, from []Contribution)
+	// Closed reports that p's connection ended.
+	Closed(p Peer)
+}
+
+// ConnID implements Peer.
+func (pc *peerConn) ConnID() uint64 { return pc.id }
+
+// Addr implements Peer.
+func (pc *peerConn) Addr() netip.AddrPort { return pc.addr }
+
+// SendExtension implements Peer.
+func (pc *peerConn) SendExtension(payload []byte) bool {
+	id := uint8(pc.fgID.Load())
+	if id == 0 {
+		return false
+	}
+	pc.send(wire.NewExtended(id, payload))
+	return true
+}
+
+// Close implements Peer.
+func (pc *peerConn) Close() { pc.nc.Close() }
+
+// Wake implements Peer.
+func (pc *peerConn) Wake() { pc.t.writerFreed(pc) }

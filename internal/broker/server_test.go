@@ -555,12 +555,17 @@ func TestConcurrentRedeem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A Chain is not safe for concurrent use; derive the preimages first.
+	pres := make([]identity.Digest, 151)
+	for i := int64(1); i <= 150; i++ {
+		pres[i] = pre(t, ch, i)
+	}
 	var wg sync.WaitGroup
 	var paid atomic.Int64
 	for g := range 8 {
 		wg.Go(func() {
 			for i := int64(g + 1); i <= 150; i += 8 {
-				r, err := payee.Redeem(ctx, open.Channel.ID, i, pre(t, ch, i))
+				r, err := payee.Redeem(ctx, open.Channel.ID, i, pres[i])
 				if err != nil {
 					t.Error(err)
 					return

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -102,11 +101,7 @@ saved next to the key as FILE.cert. Registering again renews it.`,
 			if err != nil {
 				return err
 			}
-			data, err := json.MarshalIndent(resp.Certificate, "", "  ")
-			if err != nil {
-				return err
-			}
-			if err := os.WriteFile(certPath(keyPath), append(data, '\n'), 0o644); err != nil {
+			if err := identity.WriteCertificateFile(certPath(keyPath), resp.Certificate); err != nil {
 				return fmt.Errorf("saving certificate: %w", err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "account:     %s\ncertificate: %s (expires %s)\n", resp.Account, certPath(keyPath), resp.Certificate.Expiry.Format("2006-01-02 15:04:05Z07:00"))

@@ -79,10 +79,15 @@ func TestProviderAccountMintCommands(t *testing.T) {
 	if out, err = runCmd(t, ctx, "account", "register", "--key", keyFile, "--broker", base); err != nil {
 		t.Fatalf("register: %q %v", out, err)
 	}
-	if _, err := os.Stat(keyFile + ".cert"); err != nil {
+	provKey := filepath.Join(dir, "prov", providerKeyFile)
+	pk, err := identity.ReadKeyFile(provKey)
+	if err != nil {
 		t.Fatal(err)
 	}
-	provKey := filepath.Join(dir, "prov", providerKeyFile)
+	cert, err := identity.ReadCertificateFile(keyFile + ".cert")
+	if err != nil || cert.Verify(pk.Public(), time.Now()) != nil || cert.Key != k.Public() || cert.Account != k.AccountID() {
+		t.Fatalf("saved certificate %+v: %v", cert, err)
+	}
 	for range 2 { // the same idempotency key twice mints once
 		if out, err = runCmd(t, ctx, "mint", "--provider-key", provKey, "--broker", base, "--idempotency-key", "invoice-7", k.AccountID(), "250"); err != nil {
 			t.Fatalf("mint: %q %v", out, err)

@@ -1,7 +1,10 @@
 package identity
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"time"
 )
 
@@ -103,4 +106,50 @@ func (c Certificate) checkTimes() error {
 		return err
 	}
 	return checkTime("expiry", c.Expiry)
+}
+
+// MaxCertificateFileSize bounds what ReadCertificateFile reads.
+const MaxCertificateFileSize = 64 << 10
+
+// WriteCertificateFile stores c as indented JSON at path (mode 0644: a
+// certificate is public), replacing any older certificate atomically.
+func WriteCertificateFile(path string, c Certificate) error {
+	data, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return fmt.Errorf("identity: encode certificate: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("identity: write certificate: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("identity: write certificate: %w", err)
+	}
+	return nil
+}
+
+// ReadCertificateFile loads a certificate written by WriteCertificateFile.
+// It does not verify it; call Verify with the provider's key.
+func ReadCertificateFile(path string) (Certificate, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Certificate{}, fmt.Errorf("identity: open certificate: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxCertificateFileSize+1))
+	if err != nil {
+		return Certificate{}, fmt.Errorf("identity: read certificate: %w", err)
+	}
+	if len(data) > MaxCertificateFileSize {
+		return Certificate{}, fmt.Errorf("%w: certificate file %s is too large", ErrMalformed, path)
+	}
+	var c Certificate
+	if err := json.Unmarshal(data, &c); err != nil {
+		return Certificate{}, fmt.Errorf("%w: certificate file %s: %v", ErrMalformed, path, err)
+	}
+	if err := checkID("account", c.Account); err != nil {
+		return Certificate{}, fmt.Errorf("identity: certificate file %s: %w", path, err)
+	}
+	return c, nil
 }

@@ -153,6 +153,19 @@ func TestCertificate(t *testing.T) {
 	if err := j.Verify(provider.Public(), now); err != nil {
 		t.Fatalf("JSON round trip: %v (%s)", err, js)
 	}
+	cf := filepath.Join(t.TempDir(), "c.cert")
+	if err := WriteCertificateFile(cf, c); err != nil {
+		t.Fatal(err)
+	}
+	if fc, err := ReadCertificateFile(cf); err != nil || fc.Verify(provider.Public(), now) != nil {
+		t.Fatalf("certificate file round trip: %v", err)
+	}
+	if err := os.WriteFile(cf, []byte(`{"account": ""}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadCertificateFile(cf); err == nil {
+		t.Fatal("certificate without account accepted")
+	}
 	if err := d.UnmarshalBinary(bin[:len(bin)-1]); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("truncated: %v", err)
 	}

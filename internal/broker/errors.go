@@ -29,6 +29,7 @@ const (
 	CodeExpired             = "expired"              // 410: the channel has expired
 	CodeTooLarge            = "too_large"            // 413: the body exceeds the size limit
 	CodeUnsupportedMedia    = "unsupported_media"    // 415: the body is not application/json
+	CodeRateLimited         = "rate_limited"         // 429: too many requests from this key
 	CodeBadPreimage         = "bad_preimage"         // 422: the preimage does not hash to the chain
 	CodeOverflow            = "overflow"             // 422: an amount does not fit in 64 bits
 	CodeInternal            = "internal"             // 500: a bug or store failure; safe to retry
@@ -85,10 +86,13 @@ func (e *Error) Unwrap() error {
 }
 
 // Temporary reports whether retrying the same request later may succeed.
-// A stale timestamp counts: the request was refused unexecuted, and a retry
+// A rate limit counts (the client backs off), and so does a stale
+// timestamp: the request was refused unexecuted, and a retry
 // is signed afresh — this covers a request signed just before the broker
 // restarted (see the restart guard in authenticate).
-func (e *Error) Temporary() bool { return e.Status >= 500 || e.Code == CodeStaleTimestamp }
+func (e *Error) Temporary() bool {
+	return e.Status >= 500 || e.Code == CodeStaleTimestamp || e.Code == CodeRateLimited
+}
 
 func apiError(status int, code, format string, args ...any) *Error {
 	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}

@@ -89,3 +89,34 @@ func TestNewServerValidates(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestRateLimitPerKey(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	payee := e.registered(2, 0)
+	e.srv.limiter = newKeyLimiter(0.001, 2, 2)
+	c, err := NewClient(ClientConfig{BaseURL: e.http.URL, Key: key(t, 2), Now: e.clock.Now, MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := c.Balance(ctx, payee.Account()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = c.Balance(ctx, payee.Account())
+	wantCode(t, err, CodeRateLimited)
+	// Other keys have their own buckets, and the provider is exempt.
+	if _, err := e.client(key(t, 3)).Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if _, err := e.client(e.provider).Balance(ctx, payee.Account()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The limiter's table is full (two keys, both recently active): a new
+	// key is refused rather than growing it.
+	_, err = e.client(key(t, 4)).Register(ctx)
+	wantCode(t, err, CodeRateLimited)
+}

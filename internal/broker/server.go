@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/floodgate-p2p/floodgate/internal/identity"
 	"github.com/floodgate-p2p/floodgate/internal/ledger"
@@ -70,6 +71,12 @@ type Config struct {
 	// MaxNonces caps the replay cache. Defaults to 1<<20 (about 100 MiB at
 	// worst).
 	MaxNonces int
+	// RatePerKey and BurstPerKey bound each caller key's request rate
+	// (token bucket); the provider's key is exempt. Default 1000/s with a
+	// burst of 2000: far above what an honest peer needs, since it talks
+	// to the broker per channel, not per piece.
+	RatePerKey  float64
+	BurstPerKey int
 	// Now is the clock. Defaults to time.Now.
 	Now func() time.Time
 	// Logger receives server-side failures. Defaults to discarding.
@@ -90,6 +97,7 @@ type Server struct {
 	startMillis int64
 	accounts    sync.Map // identity.PublicKey -> string; registrations never change
 	parties     partyCache
+	limiter     *keyLimiter
 }
 
 // partyCache remembers the payer and payee of recently used channels. They
@@ -149,13 +157,22 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.MaxNonces <= 0 {
 		cfg.MaxNonces = 1 << 20
 	}
+	if cfg.RatePerKey <= 0 {
+		cfg.RatePerKey = 1000
+	}
+	if cfg.BurstPerKey <= 0 {
+		cfg.BurstPerKey = 2000
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, nonces: newNonceCache(cfg.MaxNonces), startMillis: cfg.Now().UnixMilli()}
+	s := &Server{
+		cfg: cfg, nonces: newNonceCache(cfg.MaxNonces), startMillis: cfg.Now().UnixMilli(),
+		limiter: newKeyLimiter(rate.Limit(cfg.RatePerKey), cfg.BurstPerKey, 1<<18),
+	}
 	m, err := newServerMetrics(cfg.Registerer, func() float64 { return float64(s.nonces.len()) })
 	if err != nil {
 		return nil, fmt.Errorf("broker: metrics: %w", err)
@@ -279,6 +296,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, opts route
 	}
 	if !h.key.Verify(requestMessage(r.Method, r.RequestURI, h.ts, h.nonce, h.idemKey, body), h.sig) {
 		return nil, apiError(http.StatusUnauthorized, CodeBadSignature, "signature does not verify")
+	}
+	if h.key != s.cfg.ProviderKey.Public() && !s.limiter.allow(h.key, now) {
+		return nil, apiError(http.StatusTooManyRequests, CodeRateLimited, "too many requests from this key; slow down")
 	}
 	fresh, full := s.nonces.add(nonceKey{h.key, h.nonce}, h.ts+skewMs, nowMs)
 	if full {

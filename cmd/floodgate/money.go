@@ -2,6 +2,8 @@ package main
 
 import "github.com/spf13/cobra"
 
-// addMoneyCommands adds the broker-side commands (accounts, minting, the
-// provider) once they exist.
-func addMoneyCommands(root *cobra.Command) {}
+// addMoneyCommands adds the broker-side commands: accounts, minting and the
+// provider (tracker + broker + metrics).
+func addMoneyCommands(root *cobra.Command) {
+	root.AddCommand(newAccountCmd(), newMintCmd(), newProviderCmd())
+}

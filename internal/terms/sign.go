@@ -82,8 +82,9 @@ func FromMetaInfo(mi *metainfo.MetaInfo) (*Terms, error) {
 	if err != nil {
 		return nil, fmt.Errorf("torrent %s: %w", mi.InfoHash, err)
 	}
+	// Verify's errors already name the info hash.
 	if err := t.Verify(mi.InfoHash); err != nil {
-		return nil, fmt.Errorf("torrent %s: %w", mi.InfoHash, err)
+		return nil, err
 	}
 	return t, nil
 }

@@ -128,9 +128,9 @@ func (t *Terms) Validate() error {
 		return invalid("%d service classes, at most %d allowed", len(t.Classes), MaxClasses)
 	}
 	seen := make(map[string]bool, len(t.Classes))
-	for i, c := range t.Classes {
+	for _, c := range t.Classes {
 		if err := c.Validate(); err != nil {
-			return fmt.Errorf("class %d: %w", i, err)
+			return err
 		}
 		if seen[c.Name] {
 			return invalid("class name %q appears twice", c.Name)

@@ -508,6 +508,23 @@ func TestDecodeAcceptsTheLimits(t *testing.T) {
 	}
 }
 
+func TestValidateAcceptsBrokerURLs(t *testing.T) {
+	for _, u := range []string{
+		"http://127.0.0.1:7070",
+		"http://[::1]:7070/",
+		"https://broker.example.com",
+		"https://broker.example.com:8443/base/path/",
+		"http://localhost/api%20v1",
+	} {
+		tm := sampleTerms()
+		tm.Broker = u
+		tm.Provider = testKey(1).Public()
+		if err := tm.Validate(); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+}
+
 func TestFromMetaInfoNil(t *testing.T) {
 	if _, err := FromMetaInfo(nil); err == nil {
 		t.Fatal("FromMetaInfo(nil) succeeded")

@@ -161,7 +161,8 @@ var errVerifyOutside = errors.New("ledger: verify outside the transaction")
 // channel, so retries are harmless. Otherwise an index beyond Length or an
 // advance beyond MaxStep is ErrInvalid, a wrong preimage ErrBadPreimage, a
 // closed channel ErrClosed, and a redemption at or after Expiry+ExpiryGrace
-// ErrExpired. paid is what the payee received.
+// ErrExpired. An advance beyond MaxStep is a *StepError (which is
+// ErrInvalid), refused before any hashing. paid is what the payee received.
 func (l *Ledger) Redeem(ctx context.Context, channelID string, index int64, preimage [32]byte, now time.Time) (paid int64, err error) {
 	if l.cfgErr != nil {
 		return 0, fmt.Errorf("%w: %w", ErrInvalid, l.cfgErr)
@@ -242,7 +243,7 @@ func (l *Ledger) redeemable(ch Channel, index int64, now time.Time) error {
 	case index > ch.Length:
 		return fmt.Errorf("%w: index %d beyond chain length %d", ErrInvalid, index, ch.Length)
 	case index-ch.Redeemed > l.cfg.MaxStep:
-		return fmt.Errorf("%w: advancing %d steps exceeds the limit %d", ErrInvalid, index-ch.Redeemed, l.cfg.MaxStep)
+		return &StepError{Steps: index - ch.Redeemed, Max: l.cfg.MaxStep}
 	}
 	return nil
 }

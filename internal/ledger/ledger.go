@@ -10,10 +10,15 @@
 // The business rules (minting, opening, redeeming, closing and expiring
 // channels, fees, idempotency) live once, in Ledger, over the small Store
 // interface; SQLite and PostgreSQL implement Store.
+//
+// The ledger also keeps complaints (complaints.go): uploaders' evidence
+// that an account stopped paying. They live in their own table, never touch
+// a balance or the journal, and so cannot affect conservation.
 package ledger
 
 import (
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 )
@@ -108,6 +113,23 @@ var (
 	ErrCorrupt = errors.New("ledger: inconsistent ledger")
 )
 
+// StepError is the ErrInvalid a redemption gets for advancing a channel
+// more than MaxStep elements at once. It is refused before any hashing.
+// It carries the limit so a payee can split the redemption: holding w_i,
+// it can compute every earlier element itself by hashing.
+type StepError struct {
+	// Steps is how far the redemption tried to advance; Max the limit.
+	Steps, Max int64
+}
+
+// Error implements error.
+func (e *StepError) Error() string {
+	return fmt.Sprintf("%v: advancing %d steps exceeds the limit %d", ErrInvalid, e.Steps, e.Max)
+}
+
+// Unwrap makes errors.Is(err, ErrInvalid) hold.
+func (e *StepError) Unwrap() error { return ErrInvalid }
+
 // Config holds the ledger's policy. Zero values select the defaults noted.
 type Config struct {
 	// ProviderAccount is the provider's own account. The ledger does not
@@ -125,13 +147,26 @@ type Config struct {
 	// MaxChainLength caps a channel's Length. Defaults to 1<<20.
 	MaxChainLength int64
 	// MaxStep caps how far one redemption may advance a channel, which
-	// bounds the hashing a single request can cause. Defaults to
-	// MaxChainLength.
+	// bounds the hashing a single request can cause: verifying a step of
+	// n chain elements costs n SHA-256 hashes (about 0.25 µs each), paid
+	// by the broker for any registered stranger who names a channel.
+	// Defaults to the smaller of MaxChainLength and DefaultMaxStep. A
+	// payee that must advance further redeems in several steps (the
+	// broker's Client does so by itself).
 	MaxStep int64
+	// ComplaintQuota caps how many complaints one complainant may file
+	// within ComplaintWindow. Defaults to DefaultComplaintQuota.
+	ComplaintQuota int64
 	// Now is the clock used to timestamp journal rows of calls that take
 	// no explicit time (Mint, CreateAccount). Defaults to time.Now.
 	Now func() time.Time
 }
+
+// DefaultMaxStep is Config.MaxStep's default, 2^16: the same cap peers put
+// on how far one payment may advance a chain, so an honest payment never
+// needs more, while a bad redemption costs the broker at most about 16 ms
+// of hashing instead of the quarter second 2^20 steps would.
+const DefaultMaxStep = 1 << 16
 
 // Ledger applies the money rules over a Store. It is safe for concurrent
 // use; all coordination happens in the store's transactions.
@@ -164,7 +199,10 @@ func normalise(cfg Config) (Config, error) {
 		cfg.MaxChainLength = 1 << 20
 	}
 	if cfg.MaxStep == 0 {
-		cfg.MaxStep = cfg.MaxChainLength
+		cfg.MaxStep = min(cfg.MaxChainLength, DefaultMaxStep)
+	}
+	if cfg.ComplaintQuota == 0 {
+		cfg.ComplaintQuota = DefaultComplaintQuota
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -176,6 +214,8 @@ func normalise(cfg Config) (Config, error) {
 		return cfg, errors.New("ledger: negative ExpiryGrace")
 	case cfg.MaxChainLength < 1, cfg.MaxStep < 1:
 		return cfg, errors.New("ledger: MaxChainLength and MaxStep must be positive")
+	case cfg.ComplaintQuota < 0:
+		return cfg, errors.New("ledger: negative ComplaintQuota")
 	}
 	return cfg, nil
 }

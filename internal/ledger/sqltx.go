@@ -32,6 +32,13 @@ const (
 	qIdem            = `SELECT fingerprint, result, created FROM idempotency WHERE idem_key = ?`
 	qInsertIdem      = `INSERT INTO idempotency (idem_key, fingerprint, result, created) VALUES (?, ?, ?, ?)`
 
+	qInsertComplaint = `INSERT INTO complaints (id, complainant, accused, info_hash, owed, paid, evidence, assessment, created)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	qComplaint         = `SELECT ` + complaintCols + ` FROM complaints WHERE id = ?`
+	qComplaintsAgainst = `SELECT ` + complaintCols + ` FROM complaints WHERE accused = ? ORDER BY created DESC, id DESC LIMIT ?`
+	qComplaintsAll     = `SELECT ` + complaintCols + ` FROM complaints ORDER BY created DESC, id DESC LIMIT ?`
+	qCountComplaintsBy = `SELECT COUNT(*) FROM complaints WHERE complainant = ? AND created >= ?`
+
 	qAuditIssuance = `SELECT balance FROM accounts WHERE id = 'issuance'`
 	qAuditOthers   = `SELECT CAST(COALESCE(SUM(balance), 0) AS BIGINT) FROM accounts WHERE kind <> 'issuance'`
 	qAuditMinted   = `SELECT CAST(COALESCE(SUM(CASE WHEN from_acct = 'issuance' THEN amount ELSE -amount END), 0) AS BIGINT)
@@ -49,10 +56,14 @@ const (
 	qAuditNegative = `SELECT COUNT(*) FROM accounts WHERE kind <> 'issuance' AND balance < 0`
 )
 
+// complaintCols are the complaint columns in the order scanComplaint reads.
+const complaintCols = `id, complainant, accused, info_hash, owed, paid, evidence, assessment, created`
+
 // allQueries lists every statement, so a store can prepare them up front.
 var allQueries = []string{
 	qAccount, qAccountByKey, qInsertAccount, qDebit, qCredit, qInsertTransfer,
 	qChannel, qInsertChannel, qUpdateChannel, qExpiredChannels, qIdem, qInsertIdem,
+	qInsertComplaint, qComplaint, qCountComplaintsBy,
 }
 
 // rebindDollar rewrites "?" placeholders as PostgreSQL's "$1", "$2"...
@@ -310,6 +321,78 @@ func (t *sqlTx) Audit(ctx context.Context) (AuditSums, error) {
 		}
 	}
 	return s, nil
+}
+
+// InsertComplaint implements Tx.
+func (t *sqlTx) InsertComplaint(ctx context.Context, c Complaint) error {
+	_, err := t.c.exec(ctx, qInsertComplaint, c.ID, string(c.Complainant), string(c.Accused), c.InfoHash,
+		c.Owed, c.Paid, string(c.Evidence), string(c.Assessment), c.Created.UnixNano())
+	if err != nil {
+		return fmt.Errorf("insert complaint %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+// scanComplaint reads one row of complaintCols.
+func scanComplaint(r row) (Complaint, error) {
+	var c Complaint
+	var complainant, accused, evidence, assessment string
+	var created int64
+	if err := r.Scan(&c.ID, &complainant, &accused, &c.InfoHash, &c.Owed, &c.Paid, &evidence, &assessment, &created); err != nil {
+		return Complaint{}, err
+	}
+	c.Complainant, c.Accused = AccountID(complainant), AccountID(accused)
+	c.Evidence, c.Assessment = []byte(evidence), []byte(assessment)
+	c.Created = time.Unix(0, created).UTC()
+	return c, nil
+}
+
+// Complaint implements Tx.
+func (t *sqlTx) Complaint(ctx context.Context, id string) (Complaint, error) {
+	c, err := scanComplaint(t.c.queryRow(ctx, qComplaint, id))
+	if t.c.isNoRows(err) {
+		return Complaint{}, fmt.Errorf("complaint %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Complaint{}, fmt.Errorf("read complaint %s: %w", id, err)
+	}
+	return c, nil
+}
+
+// Complaints implements Tx.
+func (t *sqlTx) Complaints(ctx context.Context, accused AccountID, limit int) ([]Complaint, error) {
+	var rs rows
+	var err error
+	if accused == "" {
+		rs, err = t.c.query(ctx, qComplaintsAll, int64(limit))
+	} else {
+		rs, err = t.c.query(ctx, qComplaintsAgainst, string(accused), int64(limit))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list complaints: %w", err)
+	}
+	defer rs.Close()
+	out := []Complaint{}
+	for rs.Next() {
+		c, err := scanComplaint(rs)
+		if err != nil {
+			return nil, fmt.Errorf("list complaints: %w", err)
+		}
+		out = append(out, c)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("list complaints: %w", err)
+	}
+	return out, nil
+}
+
+// CountComplaintsBy implements Tx.
+func (t *sqlTx) CountComplaintsBy(ctx context.Context, complainant AccountID, since time.Time) (int64, error) {
+	var n int64
+	if err := t.c.queryRow(ctx, qCountComplaintsBy, string(complainant), since.UnixNano()).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count complaints by %q: %w", complainant, err)
+	}
+	return n, nil
 }
 
 // retryable classifies errors a store retries the whole transaction on;

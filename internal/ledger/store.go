@@ -111,6 +111,16 @@ type Tx interface {
 	PutIdempotency(ctx context.Context, r IdemRecord) error
 	// Audit computes the conservation figures.
 	Audit(ctx context.Context) (AuditSums, error)
+	// InsertComplaint stores a new complaint.
+	InsertComplaint(ctx context.Context, c Complaint) error
+	// Complaint reads a complaint.
+	Complaint(ctx context.Context, id string) (Complaint, error)
+	// Complaints lists up to limit complaints against accused (all when
+	// accused is empty), newest first.
+	Complaints(ctx context.Context, accused AccountID, limit int) ([]Complaint, error)
+	// CountComplaintsBy counts the complaints complainant filed at or
+	// after since.
+	CountComplaintsBy(ctx context.Context, complainant AccountID, since time.Time) (int64, error)
 }
 
 // OpenStore opens the store named by url and applies pending migrations:

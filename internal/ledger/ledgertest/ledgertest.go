@@ -59,6 +59,11 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentIdempotentOpen", testConcurrentIdempotentOpen},
 		{"ConcurrentLongRedeem", testConcurrentLongRedeem},
 		{"Property", testProperty},
+		{"Complaints", testComplaints},
+		{"HostileComplaints", testHostileComplaints},
+		{"ComplaintQuota", testComplaintQuota},
+		{"ComplaintsMoveNoMoney", testComplaintsMoveNoMoney},
+		{"DefaultMaxStep", testDefaultMaxStep},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })

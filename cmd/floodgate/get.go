@@ -7,18 +7,55 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/floodgate-p2p/floodgate/internal/identity"
 	"github.com/floodgate-p2p/floodgate/internal/node"
 	"github.com/floodgate-p2p/floodgate/internal/storage"
 	"github.com/floodgate-p2p/floodgate/internal/units"
 )
 
+// quote shows the price of a paid download and the buyer's balance before
+// it starts, and refuses when --max-spend cannot cover it. It registers the
+// key with the broker (idempotent) and returns the certificate.
+func quote(cmd *cobra.Command, ps paidSetup, class string, maxSpend, size int64) (*identity.Certificate, error) {
+	cls, err := ps.terms.Class(class)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	price, err := cls.Price(size)
+	if err != nil {
+		return nil, err
+	}
+	bc, err := node.Broker(ps.terms, ps.key)
+	if err != nil {
+		return nil, err
+	}
+	reg, err := bc.Register(cmd.Context())
+	if err != nil {
+		return nil, fmt.Errorf("register with broker %s: %w", ps.terms.Broker, err)
+	}
+	balance, err := bc.Balance(cmd.Context(), reg.Account)
+	if err != nil {
+		return nil, fmt.Errorf("balance: %w", err)
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "paid torrent: class %s at %d units/MiB; price %d units for %s; your balance %d units (account %s)\n",
+		cls.Name, cls.PricePerMiB, price, units.FormatBytes(size), balance, reg.Account)
+	if maxSpend > 0 && price > maxSpend {
+		return nil, fmt.Errorf("the price %d exceeds --max-spend %d", price, maxSpend)
+	}
+	if balance < price {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: your balance does not cover the whole price; the download stops when it runs out\n")
+	}
+	return &reg.Certificate, nil
+}
+
 func newGetCmd() *cobra.Command {
 	var (
-		pf      peerFlags
-		peers   []string
-		class   string
-		outDir  string
-		timeout time.Duration
+		pf       peerFlags
+		peers    []string
+		class    string
+		outDir   string
+		timeout  time.Duration
+		maxSpend int64
 	)
 	cmd := &cobra.Command{
 		Use:   "get [--peer HOST:PORT]... [--class NAME] [--out DIR] TORRENT",
@@ -37,6 +74,19 @@ verified on disk. On a terminal it shows a live progress line.`,
 			}
 			if class != "" && len(mi.Floodgate) == 0 {
 				return usagef("--class %q: this torrent has no Floodgate service classes (a plain torrent is downloaded for free)", class)
+			}
+			if maxSpend < 0 {
+				return usagef("--max-spend must not be negative")
+			}
+			ps, err := pf.setupPaid(mi, "get")
+			if err != nil {
+				return err
+			}
+			var cert *identity.Certificate
+			if ps.terms != nil {
+				if cert, err = quote(cmd, ps, class, maxSpend, mi.Info.TotalLength()); err != nil {
+					return err
+				}
 			}
 			up, down, err := pf.limits()
 			if err != nil {
@@ -64,6 +114,11 @@ verified on disk. On a terminal it shows a live progress line.`,
 				UploadLimit:   up,
 				DownloadLimit: down,
 				Logger:        pf.logger(),
+				Identity:      ps.key,
+				Certificate:   cert,
+				Class:         class,
+				MaxSpend:      maxSpend,
+				StatePath:     ps.state,
 				OnTrackerError: func(url string, err error) {
 					if bar.enabled {
 						fmt.Fprintln(stderr)
@@ -76,6 +131,12 @@ verified on disk. On a terminal it shows a live progress line.`,
 			}
 			defer n.Close()
 			t := n.Torrent()
+			bar.money = func() string {
+				if p := n.Payments(); p != nil {
+					return fmt.Sprintf("  paid %d", p.Stats().Spent)
+				}
+				return ""
+			}
 			start := time.Now()
 			startLeft := t.Stats().Left
 			tick := time.NewTicker(500 * time.Millisecond)
@@ -96,6 +157,10 @@ verified on disk. On a terminal it shows a live progress line.`,
 					fmt.Fprintf(cmd.OutOrStdout(), "downloaded %s to %s in %s (%s)\n",
 						units.FormatBytes(startLeft), dataPath, el.Round(time.Millisecond),
 						units.FormatRate(int64(float64(startLeft)/max(el.Seconds(), 1e-3))))
+					if p := n.Payments(); p != nil {
+						st := p.Stats()
+						fmt.Fprintf(cmd.OutOrStdout(), "paid %d units to uploaders (%d locked in channels; the rest returns when they close or expire)\n", st.Spent, st.Locked)
+					}
 					return nil
 				case <-tick.C:
 					if err := n.StorageError(); err != nil {
@@ -121,5 +186,6 @@ verified on disk. On a terminal it shows a live progress line.`,
 	f.StringVar(&class, "class", "", "service class to buy (paid torrents)")
 	f.StringVarP(&outDir, "out", "o", ".", "directory to download into")
 	f.DurationVar(&timeout, "timeout", 0, "give up after this long (0 = never)")
+	f.Int64Var(&maxSpend, "max-spend", 0, "refuse to lock or spend more than this many units (0 = no cap)")
 	return cmd
 }

@@ -7,10 +7,14 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/pflag"
 
+	"github.com/floodgate-p2p/floodgate/internal/identity"
 	"github.com/floodgate-p2p/floodgate/internal/metainfo"
+	"github.com/floodgate-p2p/floodgate/internal/node"
+	"github.com/floodgate-p2p/floodgate/internal/terms"
 	"github.com/floodgate-p2p/floodgate/internal/units"
 )
 
@@ -21,6 +25,8 @@ type peerFlags struct {
 	downLimit   string
 	noTrackers  bool
 	verbose     bool
+	keyPath     string
+	stateDir    string
 }
 
 func (p *peerFlags) register(f *pflag.FlagSet, defaultListen string) {
@@ -29,6 +35,44 @@ func (p *peerFlags) register(f *pflag.FlagSet, defaultListen string) {
 	f.StringVar(&p.downLimit, "download-limit", "0", "cap download rate, e.g. 10MiB/s (0 = unlimited)")
 	f.BoolVar(&p.noTrackers, "no-trackers", false, "do not contact the torrent's trackers (use --peer)")
 	f.BoolVarP(&p.verbose, "verbose", "v", false, "log peer connection events to stderr")
+	f.StringVar(&p.keyPath, "key", defaultKeyPath(), "identity key for paid torrents (floodgate account new)")
+	f.StringVar(&p.stateDir, "state-dir", defaultStateDir(), "where payment state (unredeemed earnings, credit) survives restarts")
+}
+
+// defaultStateDir is $XDG_STATE_HOME/floodgate (or ~/.local/state/floodgate).
+func defaultStateDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "floodgate")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "state", "floodgate")
+	}
+	return "floodgate-state"
+}
+
+// paidSetup is what a paid torrent needs on the command line.
+type paidSetup struct {
+	terms *terms.Terms
+	key   *identity.PrivateKey
+	state string
+}
+
+// setupPaid loads the identity for a paid torrent; for a plain torrent it
+// returns a zero setup and no error.
+func (p *peerFlags) setupPaid(mi *metainfo.MetaInfo, role string) (paidSetup, error) {
+	tm, err := terms.FromMetaInfo(mi)
+	if err != nil {
+		return paidSetup{}, err
+	}
+	if tm == nil {
+		return paidSetup{}, nil
+	}
+	key, err := identity.ReadKeyFile(p.keyPath)
+	if err != nil {
+		return paidSetup{}, fmt.Errorf("%w\n(key %s: %v)", node.ErrNoIdentity, p.keyPath, err)
+	}
+	state := filepath.Join(p.stateDir, fmt.Sprintf("%s-%s-%s.json", mi.InfoHash, key.AccountID()[:12], role))
+	return paidSetup{terms: tm, key: key, state: state}, nil
 }
 
 func (p *peerFlags) limits() (up, down int64, err error) {

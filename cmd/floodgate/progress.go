@@ -17,6 +17,8 @@ type progressLine struct {
 	w       io.Writer
 	enabled bool
 	width   int
+	// money, if set, adds spend to the line.
+	money func() string
 }
 
 func newProgressLine(f *os.File) *progressLine {
@@ -45,6 +47,9 @@ func (p *progressLine) show(s engine.Stats) {
 	line := fmt.Sprintf("%5.1f%%  %s of %s  down %s  up %s  peers %d (%d seeds)  ETA %s",
 		pct, units.FormatBytes(s.Length-s.Left), units.FormatBytes(s.Length),
 		units.FormatRate(s.DownloadRate), units.FormatRate(s.UploadRate), s.Peers, s.Seeds, eta)
+	if p.money != nil {
+		line += p.money()
+	}
 	if len(line) > p.width-1 {
 		line = line[:p.width-1]
 	}

@@ -39,6 +39,10 @@ the torrent is refused with a message saying how much is wrong.
 			if err != nil {
 				return err
 			}
+			ps, err := pf.setupPaid(mi, "seed")
+			if err != nil {
+				return err
+			}
 			errOut := cmd.ErrOrStderr()
 			n, err := node.Start(cmd.Context(), node.Config{
 				Torrent:       mi,
@@ -51,6 +55,8 @@ the torrent is refused with a message saying how much is wrong.
 				UploadLimit:   up,
 				DownloadLimit: down,
 				Logger:        pf.logger(),
+				Identity:      ps.key,
+				StatePath:     ps.state,
 				OnTrackerError: func(url string, err error) {
 					fmt.Fprintf(errOut, "tracker %s: %v\n", url, err)
 				},
@@ -61,9 +67,20 @@ the torrent is refused with a message saying how much is wrong.
 			defer n.Close()
 			fmt.Fprintf(cmd.OutOrStdout(), "seeding %s (%s, info hash %s) on %s\n",
 				mi.Info.Name, units.FormatBytes(mi.Info.TotalLength()), mi.InfoHash, n.Addr())
+			if p := n.Payments(); p != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "paid torrent: earning as account %s via %s\n", p.Account(), n.Terms().Broker)
+			}
 			<-cmd.Context().Done()
 			s := n.Torrent().Stats()
-			fmt.Fprintf(cmd.OutOrStdout(), "stopped; uploaded %s\n", units.FormatBytes(s.Uploaded))
+			if err := n.Close(); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "stopped; uploaded %s", units.FormatBytes(s.Uploaded))
+			if p := n.Payments(); p != nil {
+				ps := p.Stats()
+				fmt.Fprintf(cmd.OutOrStdout(), "; earned %d units (redeemed)", ps.Earned)
+			}
+			fmt.Fprintln(cmd.OutOrStdout())
 			return nil
 		},
 	}

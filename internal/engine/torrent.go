@@ -118,6 +118,7 @@ func (c *Client) AddTorrent(mi *metainfo.MetaInfo, store Storage, opts TorrentOp
 		info:       info,
 		infoHash:   mi.InfoHash,
 		store:      store,
+		pay:        opts.Payments,
 		opts:       opts,
 		log:        logger{c.log.With("torrent", mi.InfoHash.String()[:8])},
 		done:       make(chan struct{}),

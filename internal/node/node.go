@@ -12,9 +12,14 @@ import (
 	"net/netip"
 	"sync"
 
+	"github.com/floodgate-p2p/floodgate/internal/broker"
+	"github.com/floodgate-p2p/floodgate/internal/credit"
 	"github.com/floodgate-p2p/floodgate/internal/engine"
+	"github.com/floodgate-p2p/floodgate/internal/identity"
 	"github.com/floodgate-p2p/floodgate/internal/metainfo"
+	"github.com/floodgate-p2p/floodgate/internal/paid"
 	"github.com/floodgate-p2p/floodgate/internal/storage"
+	"github.com/floodgate-p2p/floodgate/internal/terms"
 	"github.com/floodgate-p2p/floodgate/internal/tracker"
 )
 
@@ -29,8 +34,23 @@ type Config struct {
 	Seed bool
 	// Free serves plain peers without payment.
 	Free bool
-	// Payments makes the peer a paying and paid one; nil = free service.
-	Payments engine.Payments
+	// Identity is our key; a paid torrent (one with Floodgate terms)
+	// needs it. Plain torrents are downloaded and served for free.
+	Identity *identity.PrivateKey
+	// Certificate, if set, is shown to peers instead of one obtained by
+	// registering with the broker (the provider's origin certifies
+	// itself).
+	Certificate *identity.Certificate
+	// TrustedProvider, if set, refuses torrents signed by another provider.
+	TrustedProvider *identity.PublicKey
+	// Class is the service class to buy with ("" = the terms' default).
+	Class string
+	// MaxSpend caps what a paid download may lock and spend (0 = no cap).
+	MaxSpend int64
+	// StatePath persists payment state (unredeemed earnings, credit).
+	StatePath string
+	// Credit tunes the credit windows granted to paying peers.
+	Credit credit.Config
 	// Listen is the TCP address to accept peers on.
 	Listen string
 	// Peers are dialed directly, in addition to what trackers return.
@@ -56,6 +76,9 @@ type Node struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	ann     *tracker.Announcer
+	pay     *paid.Session
+	broker  *broker.Client
+	terms   *terms.Terms
 
 	closeOnce sync.Once
 	closeErr  error
@@ -93,6 +116,28 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("%w: %s has %d of %d pieces correct (missing, truncated or changed data)",
 			ErrIncomplete, cfg.DataPath, have.Count(), have.Len())
 	}
+	var (
+		sess *paid.Session
+		bc   *broker.Client
+	)
+	tm, err := terms.FromMetaInfo(cfg.Torrent)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	if tm != nil {
+		if sess, bc, err = startPayments(ctx, cfg, tm); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
+	var pay engine.Payments
+	if sess != nil {
+		pay = sess
+		if have.Full() {
+			sess.SetComplete()
+		}
+	}
 	client, err := engine.NewClient(engine.Config{
 		ListenAddr:    cfg.Listen,
 		UploadLimit:   cfg.UploadLimit,
@@ -100,16 +145,21 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		Logger:        cfg.Logger,
 	})
 	if err != nil {
+		closeSession(sess)
 		st.Close()
 		return nil, err
 	}
-	t, err := client.AddTorrent(cfg.Torrent, st, engine.TorrentOptions{Have: &have, Payments: cfg.Payments})
+	t, err := client.AddTorrent(cfg.Torrent, st, engine.TorrentOptions{Have: &have, Payments: pay})
 	if err != nil {
 		client.Close()
+		closeSession(sess)
 		st.Close()
 		return nil, err
 	}
-	n := &Node{cfg: cfg, store: st, client: client, torrent: t}
+	n := &Node{cfg: cfg, store: st, client: client, torrent: t, pay: sess, broker: bc, terms: tm}
+	if sess != nil {
+		t.OnComplete(sess.SetComplete)
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	if tiers := cfg.Torrent.Trackers(); len(tiers) > 0 && !cfg.NoTrackers {
@@ -144,6 +194,21 @@ func (n *Node) startAnnouncer(ctx context.Context, tiers [][]string) {
 	}()
 }
 
+// Payments is the payment session of a paid torrent, nil for a plain one.
+func (n *Node) Payments() *paid.Session { return n.pay }
+
+// BrokerClient is the broker client of a paid torrent, nil for a plain one.
+func (n *Node) BrokerClient() *broker.Client { return n.broker }
+
+// Terms are the torrent's Floodgate terms, nil for a plain torrent.
+func (n *Node) Terms() *terms.Terms { return n.terms }
+
+func closeSession(s *paid.Session) {
+	if s != nil {
+		s.Close()
+	}
+}
+
 // Torrent is the running session.
 func (n *Node) Torrent() *engine.Torrent { return n.torrent }
 
@@ -164,6 +229,13 @@ func (n *Node) close() error {
 	n.cancel()
 	n.wg.Wait()
 	err := n.client.Close()
+	if n.pay != nil {
+		// After the peers are gone: redeem what we earned, close the
+		// channels paid to us, persist.
+		if perr := n.pay.Close(); err == nil {
+			err = perr
+		}
+	}
 	if n.store.Mode() == storage.ReadWrite {
 		// Durability point: "done" must mean on disk, not in the cache.
 		if serr := n.store.Sync(); err == nil {

@@ -1,0 +1,111 @@
+// Package paid implements the Floodgate extension (docs/protocol.md, "The
+// Floodgate extension"): peers authenticate each other with their
+// provider certificates, downloaders show broker vouchers for payment
+// channels and pay for every verified piece with hash-chain preimages,
+// and uploaders serve each account only within its credit window.
+//
+// A Session is the engine.Payments plug-in of one torrent in one peer; it
+// is both the paying downloader and the paid uploader.
+package paid
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/floodgate-p2p/floodgate/internal/bencode"
+)
+
+// Keys of our BEP 10 handshake additions.
+const (
+	hsCert  = "fg_cert"  // the sender's provider certificate (binary form)
+	hsNonce = "fg_nonce" // 32 fresh random bytes
+	hsClass = "fg_class" // the service class the sender buys with
+)
+
+// MaxMessageSize bounds one Floodgate extension message. The largest,
+// "channel", carries one voucher of a few hundred bytes.
+const MaxMessageSize = 4 << 10
+
+// Message types ("t").
+const (
+	typeAuth    = "auth"
+	typeChannel = "channel"
+	typePay     = "pay"
+	typeInvoice = "invoice"
+	typeRefuse  = "refuse"
+)
+
+// message is the union of every Floodgate extension message; t says which
+// fields matter.
+type message struct {
+	Type string `bencode:"t"`
+	// auth: the sender's signature binding both nonces, both keys and the
+	// info hash.
+	Sig []byte `bencode:"sig,omitempty"`
+	// channel: the broker-signed voucher (identity.Voucher binary form).
+	Voucher []byte `bencode:"v,omitempty"`
+	// pay: channel id, chain index and the preimage at that index.
+	Channel  string `bencode:"ch,omitempty"`
+	Index    int64  `bencode:"i,omitempty"`
+	Preimage []byte `bencode:"p,omitempty"`
+	// invoice: what the uploader counts as owed and as paid, in units.
+	Owed int64 `bencode:"owed,omitempty"`
+	Paid int64 `bencode:"paid,omitempty"`
+	// refuse: a machine-readable code and a human-readable reason.
+	Code   string `bencode:"code,omitempty"`
+	Reason string `bencode:"reason,omitempty"`
+}
+
+// ErrBadMessage is wrapped by every decoding failure; the engine closes the
+// connection on it.
+var ErrBadMessage = errors.New("paid: bad floodgate message")
+
+var messageLimits = bencode.Limits{MaxDepth: 2, MaxStringLength: MaxMessageSize, MaxEntries: 16}
+
+// decodeMessage parses and validates one extension message.
+func decodeMessage(b []byte) (message, error) {
+	var m message
+	if len(b) > MaxMessageSize {
+		return m, fmt.Errorf("%w: %d bytes, limit %d", ErrBadMessage, len(b), MaxMessageSize)
+	}
+	if err := bencode.NewDecoder(messageLimits).Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("%w: %w", ErrBadMessage, err)
+	}
+	switch m.Type {
+	case typeAuth:
+		if len(m.Sig) != 64 {
+			return m, fmt.Errorf("%w: auth signature of %d bytes", ErrBadMessage, len(m.Sig))
+		}
+	case typeChannel:
+		if len(m.Voucher) == 0 {
+			return m, fmt.Errorf("%w: channel without voucher", ErrBadMessage)
+		}
+	case typePay:
+		if m.Channel == "" || m.Index <= 0 || len(m.Preimage) != 32 {
+			return m, fmt.Errorf("%w: pay needs a channel, a positive index and a 32-byte preimage", ErrBadMessage)
+		}
+	case typeInvoice:
+		if m.Owed < 0 || m.Paid < 0 {
+			return m, fmt.Errorf("%w: negative invoice", ErrBadMessage)
+		}
+	case typeRefuse:
+		if len(m.Code) > 64 || len(m.Reason) > 512 {
+			return m, fmt.Errorf("%w: refuse text too long", ErrBadMessage)
+		}
+	default:
+		// Unknown types are refused rather than ignored: both sides speak
+		// the same version of a closed protocol, and anything else is
+		// probing.
+		return m, fmt.Errorf("%w: unknown type %q", ErrBadMessage, m.Type)
+	}
+	return m, nil
+}
+
+func (m message) encode() []byte {
+	b, err := bencode.Marshal(m)
+	if err != nil {
+		// Every field is a string or an integer: encoding cannot fail.
+		panic(fmt.Sprintf("paid: encoding %s message: %v", m.Type, err))
+	}
+	return b
+}

@@ -1,0 +1,380 @@
+package paid
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/floodgate-p2p/floodgate/internal/credit"
+	"github.com/floodgate-p2p/floodgate/internal/engine"
+	"github.com/floodgate-p2p/floodgate/internal/hashchain"
+	"github.com/floodgate-p2p/floodgate/internal/identity"
+)
+
+// inChannel is a channel someone opened to pay us.
+type inChannel struct {
+	v             identity.Voucher
+	lastIndex     int64
+	lastPreimage  [32]byte
+	redeemedIndex int64
+	closed        bool
+}
+
+func (c *inChannel) unspent() int64 { return (c.v.Length - c.lastIndex) * c.v.Unit }
+
+const (
+	// minVoucherLife: a voucher that expires sooner cannot be redeemed
+	// safely after the payments it will carry, so it is refused.
+	minVoucherLife = 5 * time.Minute
+	// maxStep caps how far one payment may advance a chain, bounding the
+	// hashing a stranger can make us do per message.
+	maxStep = 1 << 16
+	// invoiceEvery spaces out payment reminders to a held peer.
+	invoiceEvery = 2 * time.Second
+)
+
+func (s *Session) onChannel(ps *peerState, m message) error {
+	var v identity.Voucher
+	if err := v.UnmarshalBinary(m.Voucher); err != nil {
+		return fmt.Errorf("voucher: %w", err)
+	}
+	if err := v.CheckFor(s.cfg.Terms.Provider, s.account, s.cfg.Now(), minVoucherLife); err != nil {
+		return fmt.Errorf("voucher: %w", err)
+	}
+	if v.Payer != ps.account {
+		return fmt.Errorf("voucher of payer %s shown by %s", v.Payer, ps.account)
+	}
+	if _, known := s.in[v.Channel]; !known {
+		s.in[v.Channel] = &inChannel{v: v, lastPreimage: [32]byte(v.Root)}
+		s.dirty = true
+	}
+	ps.p.Wake()
+	return nil
+}
+
+func (s *Session) onPay(ps *peerState, m message) error {
+	ch := s.in[m.Channel]
+	if ch == nil {
+		return fmt.Errorf("payment on unknown channel %q", m.Channel)
+	}
+	if ch.v.Payer != ps.account {
+		return fmt.Errorf("payment on a channel of %s by %s", ch.v.Payer, ps.account)
+	}
+	if m.Index > ch.v.Length {
+		return fmt.Errorf("payment index %d beyond chain length %d", m.Index, ch.v.Length)
+	}
+	pre := [32]byte(m.Preimage)
+	if err := hashchain.Verify(ch.lastPreimage, ch.lastIndex, pre, m.Index, maxStep); err != nil {
+		return fmt.Errorf("payment: %w", err)
+	}
+	units := (m.Index - ch.lastIndex) * ch.v.Unit
+	ch.lastIndex, ch.lastPreimage = m.Index, pre
+	s.dirty = true
+	if err := s.book.Paid(ps.account, units, s.cfg.Now()); err != nil {
+		return err
+	}
+	delete(s.refused, ps.account)
+	ps.p.Wake()
+	return nil
+}
+
+// Serve implements engine.Payments: plain peers are served only in free
+// mode; Floodgate peers within their credit window and their channels.
+func (s *Session) Serve(p engine.Peer, n int) engine.Verdict {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := s.peers[p.ConnID()]
+	switch {
+	case ps == nil || (!ps.plain && !ps.authed):
+		return engine.Hold // handshake not finished yet
+	case ps.plain:
+		if s.cfg.Free {
+			return engine.Serve
+		}
+		return engine.Refuse
+	case s.refused[ps.account] != "":
+		return engine.Refuse
+	case ps.class.PricePerMiB == 0:
+		return engine.Serve
+	}
+	if s.backing(ps.account) <= 0 {
+		return s.hold(ps, "no payment channel with value left")
+	}
+	now := s.cfg.Now()
+	switch s.book.MayServe(ps.account, int64(n), ps.class.PricePerMiB, now) {
+	case credit.Serve:
+		return engine.Serve
+	case credit.Refuse:
+		return engine.Refuse
+	default:
+		return s.hold(ps, "credit window full")
+	}
+}
+
+// backing is what the account's channels can still pay us beyond what it
+// already owes: serving past it would be credit the broker does not cover.
+func (s *Session) backing(account string) int64 {
+	var unspent int64
+	for _, ch := range s.in {
+		if ch.v.Payer == account && !ch.closed {
+			unspent += ch.unspent()
+		}
+	}
+	return unspent - s.book.Status(account).Unpaid
+}
+
+func (s *Session) hold(ps *peerState, why string) engine.Verdict {
+	now := s.cfg.Now()
+	if now.Sub(ps.lastInvoice) >= invoiceEvery && ps.p != nil {
+		ps.lastInvoice = now
+		st := s.book.Status(ps.account)
+		ps.p.SendExtension(message{Type: typeInvoice, Owed: st.Owed, Paid: st.Paid}.encode())
+	}
+	_ = why
+	return engine.Hold
+}
+
+// Uploaded implements engine.Payments: the value of what we sent accrues
+// to the peer's account.
+func (s *Session) Uploaded(p engine.Peer, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := s.peers[p.ConnID()]
+	if ps == nil || !ps.authed || ps.class.PricePerMiB == 0 {
+		return
+	}
+	if err := s.book.Served(ps.account, int64(n), ps.class.PricePerMiB, s.cfg.Now()); err != nil {
+		s.log.Error("credit book", "account", ps.account, "err", err)
+	}
+	s.dirty = true
+}
+
+// redeemLoop redeems earnings, cuts off overdue accounts and persists state.
+func (s *Session) redeemLoop() {
+	defer s.wg.Done()
+	tick := time.NewTicker(s.cfg.RedeemEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+			s.redeemAll(s.ctx)
+			s.cutOffOverdue()
+			if err := s.persist(); err != nil {
+				s.log.Error("persist payment state", "err", err)
+			}
+		}
+	}
+}
+
+// redeemAll claims every payment received since the last redemption.
+func (s *Session) redeemAll(ctx context.Context) {
+	type job struct {
+		id  string
+		idx int64
+		pre [32]byte
+	}
+	s.mu.Lock()
+	var jobs []job
+	for id, ch := range s.in {
+		if ch.lastIndex > ch.redeemedIndex && !ch.closed {
+			jobs = append(jobs, job{id, ch.lastIndex, ch.lastPreimage})
+		}
+	}
+	s.mu.Unlock()
+	for _, j := range jobs {
+		paid, err := s.cfg.Broker.Redeem(ctx, j.id, j.idx, identity.Digest(j.pre))
+		if err != nil {
+			s.log.Warn("redeem", "channel", j.id, "err", err)
+			continue
+		}
+		s.mu.Lock()
+		if ch := s.in[j.id]; ch != nil && j.idx > ch.redeemedIndex {
+			ch.redeemedIndex = j.idx
+			s.earned += paid
+			s.dirty = true
+		}
+		s.mu.Unlock()
+	}
+}
+
+// cutOffOverdue stops serving accounts that stopped paying and reports
+// them: the evidence is the uploader's count of what it served and the
+// highest payment received.
+func (s *Session) cutOffOverdue() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, account := range s.book.Overdue(s.cfg.Now(), s.cfg.OverdueAfter) {
+		if s.refused[account] != "" {
+			continue
+		}
+		st := s.book.Status(account)
+		s.refused[account] = fmt.Sprintf("unpaid %d units for %s", st.Unpaid, s.cfg.OverdueAfter)
+		s.log.Warn("account stopped paying; service refused", "account", account, "unpaid", st.Unpaid)
+		for _, ps := range s.peers {
+			if ps.account == account && ps.p != nil {
+				ps.p.SendExtension(message{Type: typeRefuse, Code: "unpaid", Reason: s.refused[account]}.encode())
+			}
+		}
+		s.complain(account, st)
+	}
+}
+
+// complaint is a signed record that an account did not pay for service.
+// Complaints are evidence for the provider; they never move money.
+type complaint struct {
+	Uploader  string    `json:"uploader"`
+	Account   string    `json:"account"`
+	InfoHash  string    `json:"info_hash"`
+	Owed      int64     `json:"owed"`
+	Paid      int64     `json:"paid"`
+	At        time.Time `json:"at"`
+	Signature string    `json:"signature"`
+}
+
+func (s *Session) complain(account string, st credit.AccountStatus) {
+	if s.reported[account] {
+		return
+	}
+	s.reported[account] = true
+	c := complaint{Uploader: s.account, Account: account, InfoHash: s.cfg.Torrent.InfoHash.String(), Owed: st.Owed, Paid: st.Paid, At: s.cfg.Now().UTC()}
+	body, _ := json.Marshal(c)
+	sig := s.cfg.Key.Sign(append([]byte("floodgate/complaint/v1\x00"), body...))
+	c.Signature = sig.String()
+	if s.cfg.StatePath == "" {
+		return
+	}
+	line, _ := json.Marshal(c)
+	f, err := os.OpenFile(s.cfg.StatePath+".complaints", os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		s.log.Error("file complaint", "err", err)
+		return
+	}
+	f.Write(append(line, '\n'))
+	f.Close()
+}
+
+// persistedState is what survives a crash.
+type persistedState struct {
+	Channels []persistedChannel `json:"channels"`
+	Book     json.RawMessage    `json:"book"`
+	Earned   int64              `json:"earned"`
+}
+
+type persistedChannel struct {
+	Voucher       []byte          `json:"voucher"`
+	LastIndex     int64           `json:"last_index"`
+	LastPreimage  identity.Digest `json:"last_preimage"`
+	RedeemedIndex int64           `json:"redeemed_index"`
+	Closed        bool            `json:"closed"`
+}
+
+// persist writes the state atomically if it changed.
+func (s *Session) persist() error {
+	if s.cfg.StatePath == "" {
+		return nil
+	}
+	s.mu.Lock()
+	if !s.dirty {
+		s.mu.Unlock()
+		return nil
+	}
+	st := persistedState{Earned: s.earned}
+	for _, ch := range s.in {
+		vb, err := ch.v.MarshalBinary()
+		if err != nil {
+			s.mu.Unlock()
+			return err
+		}
+		st.Channels = append(st.Channels, persistedChannel{vb, ch.lastIndex, identity.Digest(ch.lastPreimage), ch.redeemedIndex, ch.closed})
+	}
+	book, err := s.book.Snapshot()
+	s.dirty = false
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	st.Book = book
+	data, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(s.cfg.StatePath), 0o700); err != nil {
+		return err
+	}
+	tmp := s.cfg.StatePath + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, s.cfg.StatePath)
+}
+
+// restore loads persisted state: unredeemed payments are redeemed on the
+// next tick, and credit windows and debts carry over.
+func (s *Session) restore() (*credit.Book, error) {
+	if s.cfg.StatePath == "" {
+		return credit.NewBook(s.cfg.Credit)
+	}
+	data, err := os.ReadFile(s.cfg.StatePath)
+	if errors.Is(err, os.ErrNotExist) {
+		return credit.NewBook(s.cfg.Credit)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("paid: state: %w", err)
+	}
+	var st persistedState
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("paid: state %s: %w", s.cfg.StatePath, err)
+	}
+	for _, pc := range st.Channels {
+		var v identity.Voucher
+		if err := v.UnmarshalBinary(pc.Voucher); err != nil || v.Verify(s.cfg.Terms.Provider) != nil || v.Payee != s.account {
+			continue // not ours or not the provider's: nothing to redeem
+		}
+		s.in[v.Channel] = &inChannel{v: v, lastIndex: pc.LastIndex, lastPreimage: [32]byte(pc.LastPreimage), redeemedIndex: pc.RedeemedIndex, closed: pc.Closed}
+	}
+	s.earned = st.Earned
+	if len(st.Book) == 0 {
+		return credit.NewBook(s.cfg.Credit)
+	}
+	return credit.Restore(s.cfg.Credit, st.Book, s.cfg.Now())
+}
+
+// Close redeems everything received, closes the channels paid to us (the
+// payer gets the rest back at once), persists, and stops the session.
+func (s *Session) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.cancel()
+		s.wg.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		s.redeemAll(ctx)
+		s.mu.Lock()
+		var ids []string
+		for id, ch := range s.in {
+			if !ch.closed && ch.redeemedIndex == ch.lastIndex {
+				ids = append(ids, id)
+			}
+		}
+		s.mu.Unlock()
+		for _, id := range ids {
+			if cerr := s.cfg.Broker.Close(ctx, id); cerr != nil {
+				s.log.Warn("close channel", "channel", id, "err", cerr)
+				continue
+			}
+			s.mu.Lock()
+			s.in[id].closed = true
+			s.dirty = true
+			s.mu.Unlock()
+		}
+		err = s.persist()
+	})
+	return err
+}
+

@@ -1,0 +1,173 @@
+package paid
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/floodgate-p2p/floodgate/internal/engine"
+	"github.com/floodgate-p2p/floodgate/internal/hashchain"
+	"github.com/floodgate-p2p/floodgate/internal/identity"
+)
+
+// outChannel is a channel we opened to pay one uploader.
+type outChannel struct {
+	id           string
+	chain        *hashchain.Chain
+	voucherBytes []byte
+	unit         int64
+	used         int64 // highest index revealed
+}
+
+func (c *outChannel) remaining() int64 { return c.chain.Length() - c.used }
+
+// payeeState is everything we do to pay one uploader account.
+type payeeState struct {
+	current *outChannel
+	next    *outChannel // opened ahead so payments never wait for the broker
+	opening bool
+	failed  int
+}
+
+// refillBelow: when the current channel has less than this share of its
+// value left, the next one is opened in the background, so a fast
+// download never stalls on the broker.
+const refillBelow = 2 // i.e. less than half
+
+// Verified implements engine.Payments: pay each contributor of a verified
+// piece for its bytes (pay after verify).
+func (s *Session) Verified(piece int, from []engine.Contribution) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	price := s.cfg.Class.PricePerMiB
+	for _, c := range from {
+		ps := s.peers[c.Peer.ConnID()]
+		if ps == nil || !ps.authed {
+			continue // a plain peer serves for free
+		}
+		s.tab.Received(ps.account, int64(c.Bytes), price)
+		s.payOut(ps.account)
+	}
+}
+
+// payOut sends the account what we owe it, as far as our channels reach,
+// and opens more channel value when needed. s.mu is held.
+func (s *Session) payOut(account string) {
+	due := s.tab.Due(account)
+	po := s.out[account]
+	p := s.connFor(account)
+	for due > 0 && po != nil && p != nil {
+		ch := po.current
+		if ch == nil || ch.remaining() == 0 {
+			if po.next == nil {
+				break
+			}
+			po.current, po.next = po.next, nil
+			p.SendExtension(message{Type: typeChannel, Voucher: po.current.voucherBytes}.encode())
+			continue
+		}
+		steps := min(ch.remaining(), due/ch.unit)
+		if steps == 0 {
+			break // less than one chain step owed
+		}
+		idx := ch.used + steps
+		pre, err := ch.chain.Preimage(idx)
+		if err != nil {
+			s.log.Error("hash chain", "err", err)
+			return
+		}
+		p.SendExtension(message{Type: typePay, Channel: ch.id, Index: idx, Preimage: pre[:]}.encode())
+		ch.used = idx
+		s.tab.Paid(account, steps*ch.unit)
+		due -= steps * ch.unit
+	}
+	s.ensureChannel(account)
+}
+
+// ensureChannel opens a channel to account in the background unless one
+// with enough value left (or an opening) exists. s.mu is held.
+func (s *Session) ensureChannel(account string) {
+	if s.cfg.Class.PricePerMiB == 0 {
+		return // a free class pays nothing
+	}
+	po := s.out[account]
+	if po == nil {
+		po = &payeeState{}
+		s.out[account] = po
+	}
+	if po.opening || po.next != nil || po.failed >= 3 {
+		return
+	}
+	if po.current != nil && po.current.remaining()*refillBelow >= po.current.chain.Length() {
+		return
+	}
+	if s.complete && s.tab.Due(account) == 0 {
+		return
+	}
+	value := s.cfg.ChannelValue
+	if s.cfg.MaxSpend > 0 {
+		left := s.cfg.MaxSpend - s.locked
+		if left <= 0 {
+			s.payErr = fmt.Errorf("paid: --max-spend %d reached", s.cfg.MaxSpend)
+			return
+		}
+		value = min(value, left)
+	}
+	po.opening = true
+	s.locked += value
+	s.wg.Add(1)
+	go s.open(account, po, value)
+}
+
+// open asks the broker for a channel; it runs without s.mu.
+func (s *Session) open(account string, po *payeeState, length int64) {
+	defer s.wg.Done()
+	var seed [32]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		panic(err)
+	}
+	chain := hashchain.New(seed, length)
+	var idem [16]byte
+	rand.Read(idem[:])
+	expiry := s.cfg.Now().Add(s.cfg.ChannelTTL)
+	v, err := s.cfg.Broker.Open(s.ctx, "open-"+hex.EncodeToString(idem[:]), account, identity.Digest(chain.Root()), length, 1, expiry)
+	var vb []byte
+	if err == nil {
+		if err = s.checkOwnVoucher(v, account, chain, length); err == nil {
+			vb, err = v.MarshalBinary()
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	po.opening = false
+	if err != nil {
+		s.locked -= length
+		po.failed++
+		s.payErr = fmt.Errorf("paid: open channel to %s: %w", account, err)
+		s.log.Warn("open channel", "payee", account, "err", err)
+		return
+	}
+	po.failed = 0
+	ch := &outChannel{id: v.Channel, chain: chain, voucherBytes: vb, unit: v.Unit}
+	if po.current == nil || po.current.remaining() == 0 {
+		po.current = ch
+		if p := s.connFor(account); p != nil {
+			p.SendExtension(message{Type: typeChannel, Voucher: vb}.encode())
+		}
+	} else {
+		po.next = ch
+	}
+	s.payOut(account)
+}
+
+// checkOwnVoucher makes sure the broker's voucher says what we asked for.
+func (s *Session) checkOwnVoucher(v identity.Voucher, payee string, chain *hashchain.Chain, length int64) error {
+	if err := v.Verify(s.cfg.Terms.Provider); err != nil {
+		return err
+	}
+	if v.Payer != s.account || v.Payee != payee || v.Root != identity.Digest(chain.Root()) || v.Length != length || v.Unit != 1 {
+		return errors.New("broker returned a voucher for a different channel")
+	}
+	return nil
+}

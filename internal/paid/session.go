@@ -1,0 +1,419 @@
+package paid
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/floodgate-p2p/floodgate/internal/bencode"
+	"github.com/floodgate-p2p/floodgate/internal/credit"
+	"github.com/floodgate-p2p/floodgate/internal/engine"
+	"github.com/floodgate-p2p/floodgate/internal/identity"
+	"github.com/floodgate-p2p/floodgate/internal/metainfo"
+	"github.com/floodgate-p2p/floodgate/internal/terms"
+	"github.com/floodgate-p2p/floodgate/internal/wire"
+)
+
+// Broker is what a session needs from the provider's broker. The real
+// implementation is *broker.Client; tests may wrap it.
+type Broker interface {
+	// Open locks length×unit of our money for payee and returns the
+	// broker-signed voucher.
+	Open(ctx context.Context, idemKey, payee string, root identity.Digest, length, unit int64, expiry time.Time) (identity.Voucher, error)
+	// Redeem claims the channel's value up to index.
+	Redeem(ctx context.Context, channel string, index int64, preimage identity.Digest) (paid int64, err error)
+	// Close ends a channel we are the payee of, returning the rest to
+	// the payer.
+	Close(ctx context.Context, channel string) error
+}
+
+// Config configures a Session.
+type Config struct {
+	Torrent *metainfo.MetaInfo
+	Terms   *terms.Terms
+	// Key and Cert are our identity; Cert must be the provider's
+	// certificate for Key.
+	Key  *identity.PrivateKey
+	Cert identity.Certificate
+	// Class is the service class we buy with as a downloader.
+	Class terms.Class
+	// Broker opens, redeems and closes channels.
+	Broker Broker
+	// Free serves peers that do not speak the Floodgate extension (plain
+	// BitTorrent clients) without payment. Floodgate peers always pay.
+	Free bool
+	// Credit tunes the uploader's credit windows (zero = defaults).
+	Credit credit.Config
+	// MaxSpend caps what this session locks and pays as a downloader;
+	// 0 = no cap beyond the balance.
+	MaxSpend int64
+	// ChannelValue is how many units one channel locks (default: the
+	// price of 32 MiB at our class, at least 64).
+	ChannelValue int64
+	// ChannelTTL is how long a channel is valid (default 1 h).
+	ChannelTTL time.Duration
+	// RedeemEvery is how often earnings are redeemed (default 2 s).
+	RedeemEvery time.Duration
+	// OverdueAfter: an account whose debt has not shrunk this long is cut
+	// off and reported (default 30 s).
+	OverdueAfter time.Duration
+	// StatePath persists what must survive a crash: received payments
+	// not yet redeemed, and the credit book. "" keeps it in memory only.
+	StatePath string
+	// Logger receives payment events; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Session is the engine.Payments plug-in of one torrent in one peer.
+type Session struct {
+	cfg     Config
+	account string
+	log     *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	peers map[uint64]*peerState // by connection id
+
+	// Downloader side.
+	tab      *credit.Tab
+	out      map[string]*payeeState // by payee account
+	locked   int64                  // units locked in our open channels
+	payErr   error                  // last failure to open a channel
+	complete bool
+
+	// Uploader side.
+	book      *credit.Book
+	in        map[string]*inChannel // by channel id
+	earned    int64                 // redeemed so far
+	reported  map[string]bool       // accounts we filed a complaint about
+	refused   map[string]string     // accounts cut off, with the reason
+	dirty     bool
+	closeOnce sync.Once
+}
+
+// peerState is what we know of one connection.
+type peerState struct {
+	p          engine.Peer
+	nonce      [32]byte // ours, sent in our handshake
+	theirNonce [32]byte
+	cert       *identity.Certificate // theirs, verified against the provider key
+	authed     bool                  // they proved their key on this connection
+	plain      bool                  // no Floodgate extension: a plain BitTorrent client
+	class      terms.Class           // what they buy with
+	account    string
+	lastInvoice time.Time
+}
+
+// Stats is a snapshot of the money a session moved.
+type Stats struct {
+	// Spent is units paid to uploaders (preimages sent).
+	Spent int64
+	// Locked is units locked in channels we opened.
+	Locked int64
+	// Earned is units redeemed at the broker; Pending is received but
+	// not yet redeemed.
+	Earned, Pending int64
+	// Owed is what uploaders are owed by us beyond what we paid (should
+	// stay near zero for an honest downloader).
+	Owed int64
+	// Refused lists accounts cut off for not paying.
+	Refused []string
+	// LastError is the last failure to open a payment channel, if any.
+	LastError error
+}
+
+var _ engine.Payments = (*Session)(nil)
+
+// NewSession validates cfg, restores persisted state and starts the
+// redemption loop. Close stops it.
+func NewSession(cfg Config) (*Session, error) {
+	if cfg.Torrent == nil || cfg.Terms == nil || cfg.Key == nil || cfg.Broker == nil {
+		return nil, errors.New("paid: Torrent, Terms, Key and Broker are required")
+	}
+	if cfg.Cert.Key != cfg.Key.Public() {
+		return nil, errors.New("paid: certificate is for another key")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if err := cfg.Cert.Verify(cfg.Terms.Provider, cfg.Now()); err != nil {
+		return nil, fmt.Errorf("paid: our certificate: %w", err)
+	}
+	if cfg.ChannelTTL <= 0 {
+		cfg.ChannelTTL = time.Hour
+	}
+	if cfg.RedeemEvery <= 0 {
+		cfg.RedeemEvery = 2 * time.Second
+	}
+	if cfg.OverdueAfter <= 0 {
+		cfg.OverdueAfter = 30 * time.Second
+	}
+	if cfg.ChannelValue <= 0 {
+		v, err := terms.PriceFor(32<<20, cfg.Class.PricePerMiB)
+		if err != nil {
+			return nil, err
+		}
+		cfg.ChannelValue = max(v, 64)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Credit.InitialWindow == 0 {
+		c, err := defaultCredit(cfg.Terms, cfg.Torrent.Info.PieceLength)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Credit = c
+	}
+	s := &Session{
+		cfg:      cfg,
+		account:  cfg.Cert.Account,
+		log:      cfg.Logger,
+		peers:    make(map[uint64]*peerState),
+		tab:      credit.NewTab(),
+		out:      make(map[string]*payeeState),
+		in:       make(map[string]*inChannel),
+		reported: make(map[string]bool),
+		refused:  make(map[string]string),
+	}
+	book, err := s.restore()
+	if err != nil {
+		return nil, err
+	}
+	s.book = book
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.wg.Add(1)
+	go s.redeemLoop()
+	return s, nil
+}
+
+// Account is our account id.
+func (s *Session) Account() string { return s.account }
+
+// SetComplete tells the session the download finished: it stops opening
+// channels (a seeder only earns).
+func (s *Session) SetComplete() {
+	s.mu.Lock()
+	s.complete = true
+	s.mu.Unlock()
+}
+
+// Stats returns what the session spent, locked and earned.
+func (s *Session) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{Spent: s.tab.Spent(), Locked: s.locked, Earned: s.earned, LastError: s.payErr}
+	for _, ch := range s.in {
+		st.Pending += (ch.lastIndex - ch.redeemedIndex) * ch.v.Unit
+	}
+	for _, a := range s.tab.Accounts() {
+		st.Owed += s.tab.Due(a)
+	}
+	for a := range s.refused {
+		st.Refused = append(st.Refused, a)
+	}
+	return st
+}
+
+// HandshakeFields implements engine.Payments: our certificate, a fresh
+// nonce and the class we buy with.
+func (s *Session) HandshakeFields(p engine.Peer) map[string]bencode.RawMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := s.peer(p)
+	cert, err := s.cfg.Cert.MarshalBinary()
+	if err != nil {
+		s.log.Error("encode certificate", "err", err)
+		return nil
+	}
+	return map[string]bencode.RawMessage{
+		hsCert:  mustRaw(cert),
+		hsNonce: mustRaw(ps.nonce[:]),
+		hsClass: mustRaw([]byte(s.cfg.Class.Name)),
+	}
+}
+
+func mustRaw(b []byte) bencode.RawMessage {
+	r, err := bencode.Marshal(b)
+	if err != nil {
+		panic(err) // a byte string always encodes
+	}
+	return r
+}
+
+func (s *Session) peer(p engine.Peer) *peerState {
+	ps := s.peers[p.ConnID()]
+	if ps == nil {
+		ps = &peerState{p: p, nonce: newNonce()}
+		s.peers[p.ConnID()] = ps
+	}
+	return ps
+}
+
+// PeerHandshake implements engine.Payments: it checks the peer's
+// certificate and answers with our proof of key possession.
+func (s *Session) PeerHandshake(p engine.Peer, hs *wire.ExtendedHandshake, supported bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := s.peer(p)
+	if !supported {
+		ps.plain = true
+		return nil
+	}
+	var certBytes, nonce, class []byte
+	for key, dst := range map[string]*[]byte{hsCert: &certBytes, hsNonce: &nonce, hsClass: &class} {
+		raw, ok := hs.Extra[key]
+		if !ok {
+			return fmt.Errorf("handshake lacks %s", key)
+		}
+		if err := bencode.Unmarshal(raw, dst); err != nil {
+			return fmt.Errorf("handshake %s: %w", key, err)
+		}
+	}
+	if len(nonce) != 32 {
+		return fmt.Errorf("handshake nonce of %d bytes", len(nonce))
+	}
+	var cert identity.Certificate
+	if err := cert.UnmarshalBinary(certBytes); err != nil {
+		return fmt.Errorf("handshake certificate: %w", err)
+	}
+	if err := cert.Verify(s.cfg.Terms.Provider, s.cfg.Now()); err != nil {
+		return fmt.Errorf("handshake certificate: %w", err)
+	}
+	if cert.Key == s.cfg.Key.Public() {
+		return errors.New("peer shows our own certificate")
+	}
+	cls, err := s.cfg.Terms.Class(string(class))
+	if err != nil {
+		return fmt.Errorf("handshake class: %w", err)
+	}
+	ps.cert, ps.class = &cert, cls
+	copy(ps.theirNonce[:], nonce)
+	sig := s.cfg.Key.Sign(authMessage(s.cfg.Torrent.InfoHash, ps.theirNonce, ps.nonce, cert.Key, s.cfg.Key.Public()))
+	p.SendExtension(message{Type: typeAuth, Sig: sig[:]}.encode())
+	return nil
+}
+
+// Message implements engine.Payments.
+func (s *Session) Message(p engine.Peer, payload []byte) error {
+	m, err := decodeMessage(payload)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := s.peer(p)
+	if m.Type != typeAuth && !ps.authed {
+		return fmt.Errorf("%s before authentication", m.Type)
+	}
+	switch m.Type {
+	case typeAuth:
+		return s.onAuth(ps, m)
+	case typeChannel:
+		return s.onChannel(ps, m)
+	case typePay:
+		return s.onPay(ps, m)
+	case typeInvoice:
+		s.payOut(ps.account)
+	case typeRefuse:
+		s.log.Warn("peer refuses service", "peer", ps.account, "code", m.Code, "reason", m.Reason)
+	}
+	return nil
+}
+
+func (s *Session) onAuth(ps *peerState, m message) error {
+	if ps.cert == nil {
+		return errors.New("auth before handshake")
+	}
+	if ps.authed {
+		return errors.New("second auth on one connection")
+	}
+	var sig identity.Signature
+	copy(sig[:], m.Sig)
+	msg := authMessage(s.cfg.Torrent.InfoHash, ps.nonce, ps.theirNonce, s.cfg.Key.Public(), ps.cert.Key)
+	if !ps.cert.Key.Verify(msg, sig) {
+		return errors.New("authentication signature does not verify")
+	}
+	ps.authed = true
+	ps.account = ps.cert.Account
+	// Debts by account survive reconnects: pay what we still owe, and
+	// re-show our open channel so the uploader can serve us at once.
+	if po := s.out[ps.account]; po != nil && po.current != nil {
+		ps.p.SendExtension(message{Type: typeChannel, Voucher: po.current.voucherBytes}.encode())
+	}
+	s.payOut(ps.account)
+	s.ensureChannel(ps.account)
+	ps.p.Wake()
+	return nil
+}
+
+// Closed implements engine.Payments. Account-level state (debts, channels)
+// stays; only the connection's handle goes.
+func (s *Session) Closed(p engine.Peer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ps := s.peers[p.ConnID()]; ps != nil {
+		ps.p = nil
+	}
+	// Forget connections that never authenticated; keep authenticated
+	// ones so pay-after-verify can still credit their account.
+	if ps := s.peers[p.ConnID()]; ps != nil && !ps.authed {
+		delete(s.peers, p.ConnID())
+	}
+}
+
+// connFor returns a live authenticated connection of account, or nil.
+func (s *Session) connFor(account string) engine.Peer {
+	for _, ps := range s.peers {
+		if ps.authed && ps.account == account && ps.p != nil {
+			return ps.p
+		}
+	}
+	return nil
+}
+
+// defaultCredit sizes credit windows for the torrent, valued at the most
+// expensive class (the uploader accrues at each buyer's own price):
+//   - a new account may run up a megabyte or two pieces, whichever is
+//     more: enough to start at once, little for a non-payer to take;
+//   - the window doubles with what the account has paid (slow start) up to
+//     32 MiB plus four pieces, which covers a full request pipeline (1024
+//     blocks of 16 KiB) and the pieces it spans, so an honest fast peer
+//     never waits on credit;
+//   - all accounts together may owe at most eight full windows, the
+//     fresh (never paid) ones half of that;
+//   - four pieces of unpaid residue (end-game duplicates, abandoned
+//     pieces) never count as overdue.
+func defaultCredit(tm *terms.Terms, pieceLength int64) (credit.Config, error) {
+	var price int64
+	for _, c := range tm.Classes {
+		price = max(price, c.PricePerMiB)
+	}
+	value := func(bytes int64) (int64, error) {
+		v, err := terms.PriceFor(bytes, price)
+		return max(v, 1), err
+	}
+	initial, err := value(max(2*pieceLength, 1<<20))
+	if err != nil {
+		return credit.Config{}, err
+	}
+	window, err := value(32<<20 + 4*pieceLength)
+	if err != nil {
+		return credit.Config{}, err
+	}
+	return credit.Config{
+		InitialWindow: initial,
+		MaxWindow:     window,
+		MaxExposure:   8 * window,
+		GraceBytes:    4 * pieceLength,
+		MaxResends:    3,
+	}, nil
+}

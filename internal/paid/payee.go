@@ -377,4 +377,3 @@ func (s *Session) Close() error {
 	})
 	return err
 }
-

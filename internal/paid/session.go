@@ -101,14 +101,14 @@ type Session struct {
 
 // peerState is what we know of one connection.
 type peerState struct {
-	p          engine.Peer
-	nonce      [32]byte // ours, sent in our handshake
-	theirNonce [32]byte
-	cert       *identity.Certificate // theirs, verified against the provider key
-	authed     bool                  // they proved their key on this connection
-	plain      bool                  // no Floodgate extension: a plain BitTorrent client
-	class      terms.Class           // what they buy with
-	account    string
+	p           engine.Peer
+	nonce       [32]byte // ours, sent in our handshake
+	theirNonce  [32]byte
+	cert        *identity.Certificate // theirs, verified against the provider key
+	authed      bool                  // they proved their key on this connection
+	plain       bool                  // no Floodgate extension: a plain BitTorrent client
+	class       terms.Class           // what they buy with
+	account     string
 	lastInvoice time.Time
 }
 

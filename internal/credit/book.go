@@ -130,8 +130,13 @@ type AccountStatus struct {
 	Owed int64
 	// Paid is everything the account has paid, in units.
 	Paid int64
-	// Unpaid is Owed - Paid, or 0 if the account paid ahead.
+	// Unpaid is Owed - Paid, or 0 if the account paid ahead: what it must
+	// pay by now.
 	Unpaid int64
+	// AtRisk is the value served and not paid, rounded up to whole units
+	// (Unpaid plus any fraction of a unit). The window and the exposure
+	// caps bound it.
+	AtRisk int64
 	// Window is the unpaid value the account may run up.
 	Window int64
 	// ServedBytes counts bytes served, less forgiven resends.
@@ -162,13 +167,25 @@ type entry struct {
 	blocked bool
 }
 
-func (a *entry) unpaid() int64 { return max(0, a.served.units-a.paid) }
+// due is what the account must pay by now: whole units owed less paid.
+func (a *entry) due() int64 { return max(0, a.served.units-a.paid) }
+
+// risk is the value served and not paid, rounded up to whole units. The
+// window and the exposure caps bound risk, not due: a fraction of a unit is
+// never due (the downloader pays floor of the value), so counting only due
+// would let every fresh account take almost a unit unseen, and a thousand
+// fresh accounts almost a thousand.
+func (a *entry) risk() int64 {
+	v := a.served.units
+	if a.served.frac != 0 {
+		v = satAdd(v, 1)
+	}
+	return max(0, v-a.paid)
+}
 
 // settled reports that the account owes nothing, not even a fraction of a
 // unit, so forgetting it loses no money.
-func (a *entry) settled() bool {
-	return a.served.units < a.paid || (a.served.units == a.paid && a.served.frac == 0)
-}
+func (a *entry) settled() bool { return a.risk() == 0 }
 
 // Book is an uploader's credit ledger: per account, what it was served and
 // what it paid, and from that whether it may be served more. Credit belongs
@@ -214,7 +231,7 @@ func (b *Book) detach(a *entry) {
 	if a.blocked {
 		return
 	}
-	u := a.unpaid()
+	u := a.risk()
 	b.exposure.sub(u)
 	if a.paid == 0 {
 		b.freshExposure.sub(u)
@@ -225,7 +242,7 @@ func (b *Book) attach(a *entry) {
 	if a.blocked {
 		return
 	}
-	u := a.unpaid()
+	u := a.risk()
 	b.exposure.add(u)
 	if a.paid == 0 {
 		b.freshExposure.add(u)
@@ -244,19 +261,19 @@ func (b *Book) grace(a *entry) int64 {
 // overdue reports whether a's unpaid value has exceeded its grace without
 // shrinking for at least after.
 func (b *Book) overdue(a *entry, now time.Time, after time.Duration) bool {
-	return a.unpaid() > b.grace(a) && !a.since.IsZero() && now.Sub(a.since) >= after
+	return a.due() > b.grace(a) && !a.since.IsZero() && now.Sub(a.since) >= after
 }
 
 // MayServe decides whether a block of blockBytes may be sent to account at
 // pricePerMiB. It changes nothing; call Served once the block is sent.
 //
-// Serve while the account's unpaid value is below its window and the
-// unpaid value of all accounts (and, for an account that never paid, of all
-// such accounts) is below its cap. The test comes before the block, so an
-// account may end up one block past its window: that is what guarantees
-// every account its first block whatever the price, and it bounds the
-// loss to a non-payer to its window plus one block. Free service (price 0)
-// needs no credit. Invalid arguments are refused.
+// Serve while the account's value at risk (served, not paid, rounded up to
+// a unit) is below its window and the risk of all accounts (and, for an
+// account that never paid, of all such accounts) is below its cap. The test
+// comes before the block, so an account may end up one block past its
+// window: that guarantees every account its first block whatever the
+// price, and bounds the loss to a non-payer to its window plus one block.
+// Free service (price 0) needs no credit. Invalid arguments are refused.
 func (b *Book) MayServe(account string, blockBytes, pricePerMiB int64, now time.Time) Decision {
 	if checkAccount(account) != nil || blockBytes <= 0 || pricePerMiB < 0 {
 		return Refuse
@@ -272,7 +289,7 @@ func (b *Book) MayServe(account string, blockBytes, pricePerMiB int64, now time.
 		return Refuse
 	case pricePerMiB == 0:
 		return Serve
-	case a.unpaid() >= b.cfg.window(a.paid):
+	case a.risk() >= b.cfg.window(a.paid):
 		return Wait
 	case b.exposure.atLeast(b.cfg.MaxExposure):
 		return Wait
@@ -294,12 +311,12 @@ func (b *Book) Served(account string, blockBytes, pricePerMiB int64, now time.Ti
 	}
 	a := b.get(account)
 	b.detach(a)
-	before, graceBefore := a.unpaid(), b.grace(a)
+	before, graceBefore := a.due(), b.grace(a)
 	a.served.add(blockBytes, pricePerMiB)
 	a.bytes = satAdd(a.bytes, blockBytes)
 	a.lastPrice = pricePerMiB
 	a.seen = now
-	if after := a.unpaid(); before <= graceBefore && after > b.grace(a) {
+	if after := a.due(); before <= graceBefore && after > b.grace(a) {
 		a.since = now
 	}
 	b.attach(a)
@@ -325,11 +342,11 @@ func (b *Book) Paid(account string, units int64, now time.Time) error {
 		return nil
 	}
 	b.detach(a)
-	before := a.unpaid()
+	before := a.due()
 	a.paid += units
 	a.lastPayment = now
 	a.seen = now
-	if a.unpaid() < before {
+	if a.due() < before {
 		a.since = now
 	}
 	b.attach(a)
@@ -396,7 +413,8 @@ func (b *Book) Status(account string) AccountStatus {
 		Known:       true,
 		Owed:        a.served.units,
 		Paid:        a.paid,
-		Unpaid:      a.unpaid(),
+		Unpaid:      a.due(),
+		AtRisk:      a.risk(),
 		Window:      b.cfg.window(a.paid),
 		ServedBytes: a.bytes,
 		LastPayment: a.lastPayment,
@@ -426,17 +444,17 @@ func (b *Book) Overdue(now time.Time, after time.Duration) []string {
 	return out
 }
 
-// Exposure is the unpaid value owed by all unblocked accounts, in units,
-// saturating at math.MaxInt64.
+// Exposure is the value at risk with all unblocked accounts (served, not
+// paid, each rounded up to a unit), saturating at math.MaxInt64.
 func (b *Book) Exposure() int64 { return b.exposure.int64() }
 
-// Lost is the unpaid value owed by blocked accounts, in units, saturating
-// at math.MaxInt64: service that will most likely never be paid.
+// Lost is the value at risk with blocked accounts, in units, saturating at
+// math.MaxInt64: service that will most likely never be paid.
 func (b *Book) Lost() int64 {
 	var sum u128
 	for _, a := range b.accounts {
 		if a.blocked {
-			sum.add(a.unpaid())
+			sum.add(a.risk())
 		}
 	}
 	return sum.int64()

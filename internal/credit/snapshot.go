@@ -81,7 +81,7 @@ func Restore(cfg Config, data []byte, now time.Time) (*Book, error) {
 			lastPrice: r.LastPrice, lastPayment: fromUnixNano(r.LastPayment),
 			seen: fromUnixNano(r.Seen), resends: r.Resends, blocked: r.Blocked,
 		}
-		if a.unpaid() > 0 {
+		if a.due() > 0 {
 			a.since = now
 		}
 		b.accounts[r.Account] = a
@@ -198,5 +198,5 @@ func fromUnixNano(n int64) time.Time {
 	if n == 0 {
 		return time.Time{}
 	}
-	return time.Unix(0, n)
+	return time.Unix(0, n).UTC()
 }

@@ -185,3 +185,41 @@ func fileSize(t testing.TB, path string) int64 {
 	}
 	return fi.Size()
 }
+
+// TestMultiFileWithAria2 moves a multi-file torrent, whose files straddle
+// piece boundaries, between Floodgate and aria2c in both directions, so the
+// mapping of pieces onto files is checked against an independent client.
+func TestMultiFileWithAria2(t *testing.T) {
+	needTool(t, "aria2c")
+	t.Run("aria2c-seeds-mktorrent-torrent", func(t *testing.T) {
+		mktorrent := needTool(t, "mktorrent")
+		src := t.TempDir()
+		content := writeMultiFileTree(t, src, "tree")
+		torrent := filepath.Join(t.TempDir(), "tree.torrent")
+		tr, _ := newTracker(t, "floodgate", func(announce string) string {
+			mustRun(t, startTimeout, "", mktorrent, "-d", "-l", "15", "-a", announce, "-o", torrent, content)
+			return torrent
+		})
+		_, seed := startAria2Seeder(t, torrent, src)
+		waitSeeder(t, tr.announce, mustOracleHash(t, torrent), seed, startTimeout)
+
+		out := t.TempDir()
+		floodgateGet(t, torrent, out)
+		assertSameContent(t, content, filepath.Join(out, "tree"))
+	})
+	t.Run("aria2c-leeches-from-floodgate", func(t *testing.T) {
+		src := t.TempDir()
+		content := writeMultiFileTree(t, src, "tree")
+		torrent := filepath.Join(t.TempDir(), "tree.torrent")
+		tr, _ := newTracker(t, "floodgate", func(announce string) string {
+			floodgateCreate(t, content, torrent, 32*kib, announce)
+			return torrent
+		})
+		_, seed := startFloodgateSeed(t, torrent, content)
+		waitSeeder(t, tr.announce, mustOracleHash(t, torrent), seed, startTimeout)
+
+		out := t.TempDir()
+		aria2Leech(t, torrent, out)
+		assertSameContent(t, content, filepath.Join(out, "tree"))
+	})
+}

@@ -20,11 +20,15 @@ func newDemoCmd() *cobra.Command {
 		Use:   "demo [--json REPORT.json]",
 		Short: "Run a local swarm and watch it deliver content",
 		Long: `Run a built-in scenario in this process: a tracker, the provider's origin
-seeder (6 MiB/s upload) and eight peers with shaped links on their own
-loopback addresses, arriving over a few seconds. A live view shows each
-peer's progress and rate; the summary compares the finishing time with the
-Kumar-Ross lower bound and shows how much the peers, not the origin,
-delivered. It finishes by itself in well under a minute.`,
+seeder (6 MiB/s upload) and eight paying peers with shaped links on their
+own loopback addresses, arriving over a few seconds. Every verified piece
+is paid for through the provider's broker: downloaders pay uploaders (and
+the origin, into the provider's account) with hash-chain payments, and
+uploaders redeem their earnings. A live view shows each peer's progress,
+rates and money; the summary compares the finishing time with the
+Kumar-Ross lower bound, shows how much the peers, not the origin,
+delivered, and checks that the ledger balances. It finishes by itself in
+well under a minute.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sc := emulator.Demo()
@@ -96,7 +100,7 @@ func (v *liveView) draw(view emulator.View) {
 	if v.lines > 0 {
 		fmt.Fprintf(&b, "\x1b[%dA", v.lines)
 	}
-	fmt.Fprintf(&b, "\x1b[K t=%3.0fs   origin sending %-12s (total %s)\n", view.Elapsed.Seconds(), units.FormatRate(view.OriginUp), units.FormatBytes(view.OriginTotal))
+	fmt.Fprintf(&b, "\x1b[K t=%3.0fs   origin sending %-12s (total %s, earned %d units for the provider)\n", view.Elapsed.Seconds(), units.FormatRate(view.OriginUp), units.FormatBytes(view.OriginTotal), view.OriginEarned)
 	for _, p := range view.Peers {
 		frac := 0.0
 		if view.Size > 0 {
@@ -105,8 +109,8 @@ func (v *liveView) draw(view emulator.View) {
 		const width = 30
 		filled := int(frac * width)
 		bar := strings.Repeat("█", filled) + strings.Repeat("·", width-filled)
-		fmt.Fprintf(&b, "\x1b[K %-9s %-11s %s %5.1f%%  down %-12s up %-12s peers %d\n",
-			p.ID, p.State, bar, 100*frac, units.FormatRate(p.Rate), units.FormatRate(p.Up), p.Peers)
+		fmt.Fprintf(&b, "\x1b[K %-10s %-11s %s %5.1f%%  down %-12s up %-12s peers %-2d paid %-5d earned %d\n",
+			p.ID, p.State, bar, 100*frac, units.FormatRate(p.Rate), units.FormatRate(p.Up), p.Peers, p.Paid, p.Earned)
 	}
 	v.lines = len(view.Peers) + 1
 	io.WriteString(v.w, b.String())
@@ -120,11 +124,22 @@ func (v *liveView) finish() {
 
 func printSummary(w io.Writer, sc emulator.Scenario, r *emulator.Report) {
 	fmt.Fprintf(w, "Summary\n")
-	fmt.Fprintf(w, "  %-10s %-9s %10s %14s %14s %14s\n", "peer", "complete", "time", "avg rate", "from origin", "from peers")
+	fmt.Fprintf(w, "  %-10s %-9s %-9s %8s %12s %12s %12s %8s %8s\n", "peer", "class", "complete", "time", "avg rate", "from origin", "from peers", "paid", "earned")
+	var paid, earned int64
 	for _, p := range r.Peers {
-		fmt.Fprintf(w, "  %-10s %-9v %9.1fs %14s %14s %14s\n", p.ID, p.Completed, p.CompletedAfterS,
-			units.FormatRate(p.AvgRateBps), units.FormatBytes(p.FromOriginBytes), units.FormatBytes(p.FromPeersBytes))
+		fmt.Fprintf(w, "  %-10s %-9s %-9v %7.1fs %12s %12s %12s %8d %8d\n", p.ID, p.Class, p.Completed, p.CompletedAfterS,
+			units.FormatRate(p.AvgRateBps), units.FormatBytes(p.FromOriginBytes), units.FormatBytes(p.FromPeersBytes), p.Paid, p.Earned)
+		paid += p.Paid
+		earned += p.Earned
 	}
+	fmt.Fprintf(w, "  %-10s %-9s %-9s %8s %12s %12s %12s %8s %8d\n", "origin", "", "", "", "", "", "", "", r.OriginEarned)
+	fmt.Fprintf(w, "\n  money: downloaders paid %d units; peers earned %d and the provider's origin %d (redeemed at the broker)\n",
+		paid, earned, r.OriginEarned)
+	verdict := "balances"
+	if !r.Ledger.Conserved {
+		verdict = "DOES NOT BALANCE"
+	}
+	fmt.Fprintf(w, "  ledger: %d units minted, %d in all accounts together: the ledger %s\n", r.Ledger.Minted, r.Ledger.SumOfBalances, verdict)
 	fmt.Fprintf(w, "\n  all peers done in %.1f s; the Kumar-Ross bound for this swarm is %.1f s (%.0f%% of optimal)\n",
 		r.MakespanS, r.KumarRossS, 100*r.KumarRossS/max(r.MakespanS, 1e-9))
 	fmt.Fprintf(w, "  origin uploaded %s of %s delivered: %.0f%% of the bytes came from peers\n",

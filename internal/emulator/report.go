@@ -15,6 +15,7 @@ type Report struct {
 	OffloadRatio float64                 `json:"offload_ratio"`
 	Stalled      int                     `json:"stalled"`
 	TimedOut     bool                    `json:"timed_out"`
+	OriginEarned int64                   `json:"origin_earned"`
 	Ledger       LedgerReport            `json:"ledger"`
 	Classes      map[string]*ClassReport `json:"classes"`
 	Peers        []PeerReport            `json:"peers"`

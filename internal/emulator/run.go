@@ -2,22 +2,23 @@ package emulator
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
+	"github.com/floodgate-p2p/floodgate/internal/identity"
+	"github.com/floodgate-p2p/floodgate/internal/ledger"
 	"github.com/floodgate-p2p/floodgate/internal/metainfo"
 	"github.com/floodgate-p2p/floodgate/internal/node"
-	"github.com/floodgate-p2p/floodgate/internal/tracker"
+	"github.com/floodgate-p2p/floodgate/internal/provider"
+	"github.com/floodgate-p2p/floodgate/internal/terms"
 )
 
 // PeerView is one peer's state in a live snapshot.
@@ -28,6 +29,8 @@ type PeerView struct {
 	Rate      int64  // bytes received in the last second
 	Up        int64  // bytes sent in the last second
 	Peers     int
+	Paid      int64 // units paid to uploaders so far
+	Earned    int64 // units earned (redeemed) so far
 }
 
 // View is a once-a-second snapshot for live displays.
@@ -37,6 +40,9 @@ type View struct {
 	Peers       []PeerView
 	OriginUp    int64 // origin bytes sent in the last second
 	OriginTotal int64
+	// OriginEarned is what the origin has redeemed into the provider's
+	// account so far (paid runs).
+	OriginEarned int64
 }
 
 // Options control a run.
@@ -70,6 +76,45 @@ type emuPeer struct {
 	rate      int64
 	peers     int
 	have      int64
+	key       *identity.PrivateKey
+	cert      *identity.Certificate
+	account   string
+	paid      int64
+	earned    int64
+}
+
+// openAccount gives a paying peer a key, an account and its balance: the
+// group's, or enough for twice the download at its class price.
+func (p *emuPeer) openAccount(ctx context.Context, mi *metainfo.MetaInfo, tm *terms.Terms, prov *provider.Provider) error {
+	key, err := identity.GenerateKey(crand.Reader)
+	if err != nil {
+		return err
+	}
+	bc, err := node.Broker(tm, key)
+	if err != nil {
+		return err
+	}
+	reg, err := bc.Register(ctx)
+	if err != nil {
+		return fmt.Errorf("emulator: register %s: %w", p.id, err)
+	}
+	balance := p.g.Balance
+	if balance == 0 {
+		cls, err := tm.Class(p.g.Class)
+		if err != nil {
+			return err
+		}
+		price, err := cls.Price(mi.Info.TotalLength())
+		if err != nil {
+			return err
+		}
+		balance = max(2*price, 1)
+	}
+	if err := prov.Ledger().Mint(ctx, "emulator-"+p.id, ledger.AccountID(reg.Account), balance); err != nil {
+		return fmt.Errorf("emulator: mint for %s: %w", p.id, err)
+	}
+	p.key, p.cert, p.account = key, &reg.Certificate, reg.Account
+	return nil
 }
 
 // Run executes the scenario and returns its report. It always cleans up
@@ -89,23 +134,17 @@ func Run(ctx context.Context, sc Scenario, opts Options) (*Report, error) {
 	defer os.RemoveAll(dir)
 	rng := rand.New(rand.NewPCG(sc.RandomSeed, sc.RandomSeed+1))
 
-	// Tracker on 127.0.0.1.
-	trk := tracker.NewServer(tracker.ServerConfig{Interval: 5 * time.Second})
-	defer trk.Close()
-	tln, err := net.Listen("tcp", "127.0.0.1:0")
+	// The provider: tracker, and with payments the broker and ledger.
+	prov, err := provider.Start(ctx, provider.Config{
+		Listen:          "127.0.0.1:0",
+		DataDir:         filepath.Join(dir, "provider"),
+		TrackerInterval: 5 * time.Second,
+		Logger:          logger.With("service", "provider"),
+	})
 	if err != nil {
-		return nil, fmt.Errorf("emulator: tracker listen: %w", err)
+		return nil, fmt.Errorf("emulator: provider: %w", err)
 	}
-	hs := &http.Server{Handler: trk, ReadHeaderTimeout: 5 * time.Second}
-	var srvWG sync.WaitGroup
-	srvWG.Add(1)
-	go func() { defer srvWG.Done(); _ = hs.Serve(tln) }()
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = hs.Shutdown(sctx)
-		srvWG.Wait()
-	}()
+	defer prov.Close()
 
 	// Content and torrent.
 	content := filepath.Join(dir, "content.bin")
@@ -114,15 +153,26 @@ func Run(ctx context.Context, sc Scenario, opts Options) (*Report, error) {
 	}
 	mi, err := metainfo.Build(ctx, content, metainfo.BuildOptions{
 		PieceLength: sc.PieceLength,
-		Announce:    fmt.Sprintf("http://%s/announce", tln.Addr()),
+		Announce:    prov.AnnounceURL(),
 		CreatedBy:   "Floodgate emulator",
 	})
 	if err != nil {
 		return nil, err
 	}
+	var tm *terms.Terms
+	if sc.Payments {
+		signed, err := terms.Sign(terms.Terms{Broker: prov.URL(), Classes: sc.Classes}, mi.InfoHash, prov.Key())
+		if err != nil {
+			return nil, fmt.Errorf("emulator: terms: %w", err)
+		}
+		if err := terms.Attach(mi, &signed); err != nil {
+			return nil, err
+		}
+		tm = &signed
+	}
 
 	originIP := netip.AddrFrom4([4]byte{127, 0, 0, 2})
-	origin, err := node.Start(ctx, node.Config{
+	originCfg := node.Config{
 		Torrent:     mi,
 		DataPath:    content,
 		Seed:        true,
@@ -130,7 +180,17 @@ func Run(ctx context.Context, sc Scenario, opts Options) (*Report, error) {
 		Listen:      netip.AddrPortFrom(originIP, 0).String(),
 		UploadLimit: sc.OriginUpload,
 		Logger:      logger.With("peer", "origin"),
-	})
+	}
+	if tm != nil {
+		// The origin is paid like any uploader, into the provider's account.
+		cert, err := prov.Certificate(24 * time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		originCfg.Identity, originCfg.Certificate = prov.Key(), &cert
+		originCfg.StatePath = filepath.Join(dir, "origin.state")
+	}
+	origin, err := node.Start(ctx, originCfg)
 	if err != nil {
 		return nil, fmt.Errorf("emulator: origin: %w", err)
 	}
@@ -178,7 +238,7 @@ func Run(ctx context.Context, sc Scenario, opts Options) (*Report, error) {
 		// Arrivals, completions and departures, checked often so that
 		// timing is accurate to a tenth of a second.
 		for _, p := range peers {
-			if err := p.step(ctx, now, start, mi, logger); err != nil {
+			if err := p.step(ctx, now, start, mi, tm, prov, logger); err != nil {
 				return nil, err
 			}
 		}
@@ -200,16 +260,38 @@ func Run(ctx context.Context, sc Scenario, opts Options) (*Report, error) {
 		view := View{Elapsed: time.Since(start), Size: sc.Size}
 		for _, p := range peers {
 			p.sample(now, sc.StallTimeout)
-			view.Peers = append(view.Peers, PeerView{ID: p.id, Group: p.group, State: p.state, Done: p.have, Rate: p.rate, Up: p.upRate, Peers: p.peers})
+			view.Peers = append(view.Peers, PeerView{ID: p.id, Group: p.group, State: p.state, Done: p.have, Rate: p.rate, Up: p.upRate, Peers: p.peers, Paid: p.paid, Earned: p.earned})
 		}
 		os := origin.Torrent().Stats()
 		view.OriginUp, originLast = os.Uploaded-originLast, os.Uploaded
 		view.OriginTotal = os.Uploaded
+		if pay := origin.Payments(); pay != nil {
+			view.OriginEarned = pay.Stats().Earned
+		}
 		if opts.Observe != nil {
 			opts.Observe(view)
 		}
 	}
-	return buildReport(sc, peers, originIP, timedOut), nil
+	// Everyone leaves: uploaders redeem what they were paid and close the
+	// channels, so the refunds are back with the payers before the audit.
+	for _, p := range peers {
+		p.leave()
+	}
+	var originEarned int64
+	if err := origin.Close(); err != nil {
+		logger.Warn("closing origin", "err", err)
+	}
+	if pay := origin.Payments(); pay != nil {
+		originEarned = pay.Stats().Earned
+	}
+	r := buildReport(sc, peers, originIP, timedOut)
+	r.OriginEarned = originEarned
+	minted, sum, err := prov.Ledger().Audit(context.Background())
+	r.Ledger = LedgerReport{Minted: minted, SumOfBalances: sum, Conserved: err == nil && minted == sum}
+	if err != nil {
+		logger.Error("ledger audit", "err", err)
+	}
+	return r, nil
 }
 
 // peerIP gives peer i its own loopback address, starting at 127.0.0.3
@@ -230,13 +312,13 @@ func allSettled(peers []*emuPeer) bool {
 }
 
 // step advances one peer's life cycle.
-func (p *emuPeer) step(ctx context.Context, now, start time.Time, mi *metainfo.MetaInfo, logger *slog.Logger) error {
+func (p *emuPeer) step(ctx context.Context, now, start time.Time, mi *metainfo.MetaInfo, tm *terms.Terms, prov *provider.Provider, logger *slog.Logger) error {
 	switch p.state {
 	case "waiting":
 		if now.Sub(start) < p.arrive {
 			return nil
 		}
-		n, err := node.Start(ctx, node.Config{
+		cfg := node.Config{
 			Torrent:       mi,
 			DataPath:      filepath.Join(p.dataDir, mi.Info.Name),
 			Free:          true,
@@ -244,7 +326,15 @@ func (p *emuPeer) step(ctx context.Context, now, start time.Time, mi *metainfo.M
 			UploadLimit:   p.g.Upload,
 			DownloadLimit: p.g.Download,
 			Logger:        logger.With("peer", p.id),
-		})
+		}
+		if tm != nil {
+			if err := p.openAccount(ctx, mi, tm, prov); err != nil {
+				return err
+			}
+			cfg.Identity, cfg.Certificate, cfg.Class = p.key, p.cert, p.g.Class
+			cfg.StatePath = filepath.Join(p.dataDir, "payments.state")
+		}
+		n, err := node.Start(ctx, cfg)
 		if err != nil {
 			return fmt.Errorf("emulator: start %s: %w", p.id, err)
 		}
@@ -278,6 +368,10 @@ func (p *emuPeer) sample(now time.Time, stallTimeout time.Duration) {
 	p.lastUp = s.Uploaded
 	p.peers = s.Peers
 	p.have = s.Length - s.Left
+	if pay := p.node.Payments(); pay != nil {
+		ps := pay.Stats()
+		p.paid, p.earned = ps.Spent, ps.Earned
+	}
 	if p.state == "downloading" {
 		p.samples = append(p.samples, p.rate)
 		if p.rate > 0 {
@@ -291,6 +385,15 @@ func (p *emuPeer) sample(now time.Time, stallTimeout time.Duration) {
 	p.lastTotal = s.Downloaded
 }
 
+// money records what the peer paid and earned (after Close, earnings are
+// redeemed).
+func (p *emuPeer) money() {
+	if pay := p.node.Payments(); pay != nil {
+		st := pay.Stats()
+		p.paid, p.earned = st.Spent, st.Earned
+	}
+}
+
 // leave stops the peer, keeping what the report needs.
 func (p *emuPeer) leave() {
 	if p.node == nil {
@@ -298,6 +401,7 @@ func (p *emuPeer) leave() {
 	}
 	p.recv = p.node.Torrent().ReceivedFrom()
 	p.node.Close()
+	p.money()
 	p.node = nil
 }
 
@@ -305,17 +409,21 @@ func buildReport(sc Scenario, peers []*emuPeer, originIP netip.Addr, timedOut bo
 	r := &Report{
 		KumarRossS: sc.KumarRoss(),
 		TimedOut:   timedOut,
-		Ledger:     LedgerReport{Conserved: true},
 		Classes:    map[string]*ClassReport{},
 	}
 	var first, last time.Time
-	cls := &ClassReport{}
-	var allSamples []int64
+	samples := map[string][]int64{}
 	for _, p := range peers {
-		if p.node != nil {
-			p.recv = p.node.Torrent().ReceivedFrom()
+		class := "free"
+		if sc.Payments {
+			class = p.g.Class
 		}
-		pr := PeerReport{ID: p.id, Group: p.group, Class: "free", Completed: !p.doneAt.IsZero(), Stalled: p.stalled}
+		cls := r.Classes[class]
+		if cls == nil {
+			cls = &ClassReport{TargetBps: sc.minRate(class)}
+			r.Classes[class] = cls
+		}
+		pr := PeerReport{ID: p.id, Group: p.group, Class: class, Completed: !p.doneAt.IsZero(), Stalled: p.stalled, Paid: p.paid, Earned: p.earned}
 		for ip, n := range p.recv {
 			if ip == originIP {
 				pr.FromOriginBytes += n
@@ -338,11 +446,14 @@ func buildReport(sc Scenario, peers []*emuPeer, originIP netip.Addr, timedOut bo
 			pr.CompletedAfterS = el
 			pr.AvgRateBps = int64(float64(sc.Size) / max(el, 1e-3))
 			pr.MinWindowRateBps = minWindowRate(p.samples)
+			if pr.MinWindowRateBps >= cls.TargetBps {
+				cls.MetTarget++
+			}
 			if p.doneAt.After(last) {
 				last = p.doneAt
 			}
 			if len(p.samples) > 5 {
-				allSamples = append(allSamples, p.samples[5:]...)
+				samples[class] = append(samples[class], p.samples[5:]...)
 			}
 		}
 		if p.stalled {
@@ -350,10 +461,10 @@ func buildReport(sc Scenario, peers []*emuPeer, originIP netip.Addr, timedOut bo
 		}
 		r.Peers = append(r.Peers, pr)
 	}
-	cls.MetTarget = cls.Completed
-	cls.P5RateBps = percentile(allSamples, 5)
-	cls.MedianRateBps = percentile(allSamples, 50)
-	r.Classes["free"] = cls
+	for name, cls := range r.Classes {
+		cls.P5RateBps = percentile(samples[name], 5)
+		cls.MedianRateBps = percentile(samples[name], 50)
+	}
 	if !last.IsZero() {
 		r.MakespanS = last.Sub(first).Seconds()
 	}

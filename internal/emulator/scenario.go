@@ -9,6 +9,8 @@ package emulator
 import (
 	"fmt"
 	"time"
+
+	"github.com/floodgate-p2p/floodgate/internal/terms"
 )
 
 // Scenario describes one emulated run. Sizes and rates are parsed values
@@ -21,7 +23,23 @@ type Scenario struct {
 	MaxDuration  time.Duration
 	// OriginUpload is the provider's own upload capacity.
 	OriginUpload int64
-	Groups       []Group
+	// Payments makes the torrent a paid one: peers get accounts and
+	// balances and pay for every verified piece; false runs the same swarm
+	// for free.
+	Payments bool
+	// Classes are the service classes in the signed terms.
+	Classes []terms.Class
+	Groups  []Group
+}
+
+// minRate is the class's guaranteed rate (0 for unknown or free).
+func (s *Scenario) minRate(class string) int64 {
+	for _, c := range s.Classes {
+		if c.Name == class {
+			return c.MinRate
+		}
+	}
+	return 0
 }
 
 // Group is a set of identical peers.
@@ -34,6 +52,10 @@ type Group struct {
 	ArriveFrom, ArriveTo time.Duration
 	// Linger is how long a peer seeds after completing; negative = forever.
 	Linger time.Duration
+	// Class is the service class the group buys with (paid runs).
+	Class string
+	// Balance is minted to each peer; 0 = enough for twice its cost.
+	Balance int64
 }
 
 // Validate reports the first thing wrong with s.
@@ -58,10 +80,32 @@ func (s *Scenario) Validate() error {
 	if total == 0 {
 		return fmt.Errorf("scenario: no peers")
 	}
+	if s.Payments {
+		if len(s.Classes) == 0 {
+			return fmt.Errorf("scenario: payments need at least one [[class]]")
+		}
+		for _, g := range s.Groups {
+			if !s.hasClass(g.Class) {
+				return fmt.Errorf("scenario: group %q buys class %q, which the scenario does not define", g.Name, g.Class)
+			}
+			if g.Balance < 0 {
+				return fmt.Errorf("scenario: group %q: negative balance", g.Name)
+			}
+		}
+	}
 	if total > maxPeers {
 		return fmt.Errorf("scenario: %d peers; at most %d fit on loopback addresses", total, maxPeers)
 	}
 	return nil
+}
+
+func (s *Scenario) hasClass(name string) bool {
+	for _, c := range s.Classes {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // maxPeers is how many peers get distinct 127.0.x.y addresses.
@@ -99,9 +143,16 @@ func Demo() Scenario {
 		StallTimeout: 20 * time.Second,
 		MaxDuration:  90 * time.Second,
 		OriginUpload: 6 << 20,
+		Payments:     true,
+		// Guaranteed rates arrive with the QoS work; until then both
+		// classes are best effort at different prices.
+		Classes: []terms.Class{
+			{Name: "premium", PricePerMiB: 30},
+			{Name: "standard", PricePerMiB: 10},
+		},
 		Groups: []Group{
-			{Name: "early", Count: 3, Upload: 3 << 20, Download: 16 << 20, ArriveFrom: 0, ArriveTo: time.Second, Linger: -1},
-			{Name: "late", Count: 5, Upload: 2 << 20, Download: 16 << 20, ArriveFrom: 2 * time.Second, ArriveTo: 6 * time.Second, Linger: 5 * time.Second},
+			{Name: "early", Count: 3, Upload: 3 << 20, Download: 16 << 20, ArriveFrom: 0, ArriveTo: time.Second, Linger: -1, Class: "premium"},
+			{Name: "late", Count: 5, Upload: 2 << 20, Download: 16 << 20, ArriveFrom: 2 * time.Second, ArriveTo: 6 * time.Second, Linger: 5 * time.Second, Class: "standard"},
 		},
 	}
 }

@@ -38,9 +38,10 @@ func (d Decision) String() string {
 }
 
 // Config holds an uploader's credit limits. Amounts are in units (the
-// smallest money unit; one hash-chain step).
+// smallest money unit; one hash-chain step). What the limits bound is an
+// account's value at risk: value served and not paid, rounded up to a unit.
 //
-// The window rule. A new account may owe up to InitialWindow. Each payment
+// The window rule. A new account may run up InitialWindow. Each payment
 // sets its window to min(MaxWindow, max(InitialWindow, 2 × paid)), where
 // paid is everything the account has ever paid, so the window is a pure
 // function of the payment history and never shrinks. Doubling what was paid
@@ -63,14 +64,14 @@ type Config struct {
 	InitialWindow int64
 	// MaxWindow caps any account's window, in units.
 	MaxWindow int64
-	// MaxExposure caps the unpaid value owed by all accounts together, in
+	// MaxExposure caps the value at risk with all accounts together, in
 	// units (blocked accounts excepted, see Block). It bounds what a swarm
 	// of non-payers can take between complaints.
 	MaxExposure int64
-	// MaxFreshExposure caps the unpaid value owed by fresh accounts (those
-	// that have never paid), in units. Fresh identities cost an attacker
-	// nothing to churn through, so they share this smaller cap and cannot
-	// crowd out accounts with a payment history. Zero means MaxExposure/2.
+	// MaxFreshExposure caps the value at risk with fresh accounts (those
+	// that have never paid), in units. Fresh identities are cheap to churn
+	// through (a certificate and a refundable voucher), so they share this
+	// smaller cap and cannot crowd out accounts with a payment history. Zero means MaxExposure/2.
 	MaxFreshExposure int64
 	// GraceBytes is unpaid service an account may carry indefinitely
 	// without being overdue, in bytes (valued at the account's latest

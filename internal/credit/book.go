@@ -335,12 +335,12 @@ func (b *Book) Paid(account string, units int64, now time.Time) error {
 	if units < 0 {
 		return fmt.Errorf("%w: payment of %d units", ErrNegative, units)
 	}
+	if units == 0 {
+		return nil
+	}
 	a := b.get(account)
 	if a.paid > math.MaxInt64-units {
 		return fmt.Errorf("%w: account %q has paid %d, cannot add %d", ErrOverflow, account, a.paid, units)
-	}
-	if units == 0 {
-		return nil
 	}
 	b.detach(a)
 	before := a.due()

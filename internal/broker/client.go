@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -11,11 +12,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/floodgate-p2p/floodgate/internal/hashchain"
 	"github.com/floodgate-p2p/floodgate/internal/identity"
 )
 
@@ -176,13 +179,84 @@ func (c *Client) checkVoucher(resp ChannelResponse) error {
 
 // Redeem pays the client (the payee) for the chain up to index. It is
 // naturally idempotent: a repeat pays nothing more.
+//
+// The broker caps how far one redemption may advance a channel (the
+// ledger's MaxStep). When index is further than that from what the ledger
+// has redeemed, Redeem splits the advance into steps the broker accepts:
+// holding w_index it derives the earlier elements itself by hashing (at
+// most one pass down the chain, on the payee's CPU) and redeems them in
+// increasing order. The response then sums what every step paid.
 func (c *Client) Redeem(ctx context.Context, channelID string, index int64, preimage identity.Digest) (RedeemResponse, error) {
 	if err := checkAccountID("channel id", channelID); err != nil {
 		return RedeemResponse{}, err
 	}
+	resp, err := c.redeemOnce(ctx, channelID, index, preimage)
+	var ae *Error
+	if err == nil || !errors.As(err, &ae) || ae.Code != CodeStepTooLong || ae.MaxStep < 1 {
+		return resp, err
+	}
+	return c.redeemInSteps(ctx, channelID, index, preimage, ae.MaxStep, err)
+}
+
+func (c *Client) redeemOnce(ctx context.Context, channelID string, index int64, preimage identity.Digest) (RedeemResponse, error) {
 	var resp RedeemResponse
 	err := c.do(ctx, "redeem", http.MethodPost, "/channels/"+channelID+"/redeem", "", RedeemRequest{Index: index, Preimage: preimage}, &resp)
 	return resp, err
+}
+
+// maxRedeemSteps bounds how many redemptions one Redeem call splits into,
+// so a broker announcing an absurdly small max_step cannot make the client
+// send a flood of requests.
+const maxRedeemSteps = 1024
+
+// redeemInSteps redeems up to index in advances of at most maxStep,
+// starting from the channel's current redeemed index. tooLong is the
+// broker's refusal of the single redemption, returned if splitting is not
+// possible.
+func (c *Client) redeemInSteps(ctx context.Context, channelID string, index int64, preimage identity.Digest, maxStep int64, tooLong error) (RedeemResponse, error) {
+	st, err := c.Channel(ctx, channelID)
+	if err != nil {
+		return RedeemResponse{}, fmt.Errorf("broker: redeem in steps: %w", err)
+	}
+	from := st.Channel.Redeemed
+	total := RedeemResponse{Channel: channelID, Redeemed: from}
+	if index <= from || index > st.Channel.Length {
+		// Redeemed meanwhile, or not a valid index at all: one plain
+		// redemption gives the broker's answer.
+		return c.redeemOnce(ctx, channelID, index, preimage)
+	}
+	if index-from > hashchain.MaxLength || (index-from-1)/maxStep >= maxRedeemSteps {
+		return RedeemResponse{}, tooLong
+	}
+	// The intermediate targets, from+maxStep, from+2·maxStep, ... below
+	// index, and their preimages from one walk down from index.
+	var targets []int64
+	for t := from + maxStep; t < index; t += maxStep {
+		targets = append(targets, t)
+	}
+	pres := make([]identity.Digest, len(targets))
+	w, at := [hashchain.Size]byte(preimage), index
+	for k := len(targets) - 1; k >= 0; k-- {
+		for ; at > targets[k]; at-- {
+			if at%(1<<16) == 0 && ctx.Err() != nil {
+				return RedeemResponse{}, fmt.Errorf("broker: redeem in steps: %w", ctx.Err())
+			}
+			w = sha256.Sum256(w[:])
+		}
+		pres[k] = w
+	}
+	targets, pres = append(targets, index), append(pres, preimage)
+	for k, t := range targets {
+		r, err := c.redeemOnce(ctx, channelID, t, pres[k])
+		if err != nil {
+			// What earlier steps paid is in the ledger; report it with
+			// the error so the caller's accounting stays right.
+			return total, fmt.Errorf("broker: redeem step to %d of %d: %w", t, index, err)
+		}
+		total.Paid += r.Paid
+		total.Redeemed = max(total.Redeemed, r.Redeemed)
+	}
+	return total, nil
 }
 
 // Close closes a channel and returns the unredeemed rest to the payer. It
@@ -195,6 +269,36 @@ func (c *Client) Close(ctx context.Context, channelID string) (CloseResponse, er
 	var resp CloseResponse
 	err := c.do(ctx, "close", http.MethodPost, "/channels/"+channelID+"/close", "", CloseRequest{}, &resp)
 	return resp, err
+}
+
+// Complain files a complaint against req.Account with the broker. It moves
+// no money. Reusing idemKey for a complaint already filed succeeds without
+// filing it twice; reusing it for a different complaint is a conflict.
+func (c *Client) Complain(ctx context.Context, idemKey string, req ComplaintRequest) error {
+	var resp ComplaintRecord
+	return c.do(ctx, "complain", http.MethodPost, "/complaints", idemKey, req, &resp)
+}
+
+// Complaints lists the newest complaints against account (all complaints
+// when account is empty), at most DefaultComplaintList of them. It needs
+// the provider key.
+func (c *Client) Complaints(ctx context.Context, account string) ([]ComplaintRecord, error) {
+	return c.ComplaintsLimit(ctx, account, DefaultComplaintList)
+}
+
+// ComplaintsLimit is Complaints with an explicit limit in
+// [1, MaxComplaintList].
+func (c *Client) ComplaintsLimit(ctx context.Context, account string, limit int) ([]ComplaintRecord, error) {
+	q := url.Values{"limit": {strconv.Itoa(limit)}}
+	if account != "" {
+		if err := checkAccountID("account", account); err != nil {
+			return nil, err
+		}
+		q.Set("account", account)
+	}
+	var resp ComplaintsResponse
+	err := c.do(ctx, "complaints", http.MethodGet, "/complaints?"+q.Encode(), "", nil, &resp)
+	return resp.Complaints, err
 }
 
 // Audit returns the ledger's conservation figures (provider key only).
@@ -231,6 +335,7 @@ func (c *Client) do(ctx context.Context, op, method, path, idemKey string, in, o
 		}
 	}
 	u := *c.base
+	path, u.RawQuery, _ = strings.Cut(path, "?")
 	u.Path = c.base.Path + APIPrefix + path
 	backoff := c.cfg.Backoff
 	for attempt := 1; ; attempt++ {

@@ -14,6 +14,7 @@ import (
 const (
 	CodeBadRequest          = "bad_request"          // 400: malformed JSON or headers
 	CodeInvalid             = "invalid"              // 400: well-formed but unacceptable values
+	CodeStepTooLong         = "step_too_long"        // 400: a redemption advances more than max_step; split it
 	CodeIdempotencyRequired = "idempotency_required" // 400: a money-moving call without Idempotency-Key
 	CodeUnauthenticated     = "unauthenticated"      // 401: missing or malformed signature headers
 	CodeBadSignature        = "bad_signature"        // 401: the signature does not verify
@@ -47,6 +48,9 @@ type Error struct {
 	Code string `json:"code"`
 	// Message is for humans.
 	Message string `json:"message"`
+	// MaxStep is set with CodeStepTooLong: the most one redemption may
+	// advance a channel.
+	MaxStep int64 `json:"max_step,omitempty"`
 }
 
 // ErrAuth is what authentication failures (bad or missing signature, stale
@@ -75,7 +79,7 @@ func (e *Error) Unwrap() error {
 		return ledger.ErrClosed
 	case CodeOverflow:
 		return ledger.ErrOverflow
-	case CodeInvalid:
+	case CodeInvalid, CodeStepTooLong:
 		return ledger.ErrInvalid
 	case CodeForbidden:
 		return ledger.ErrForbidden
@@ -104,7 +108,10 @@ func apiError(status int, code, format string, args ...any) *Error {
 func fromLedger(err error) *Error {
 	var status int
 	var code string
+	var se *ledger.StepError
 	switch {
+	case errors.As(err, &se):
+		return &Error{Status: http.StatusBadRequest, Code: CodeStepTooLong, Message: err.Error(), MaxStep: se.Max}
 	case errors.Is(err, ledger.ErrInsufficientFunds):
 		status, code = http.StatusPaymentRequired, CodeInsufficientFunds
 	case errors.Is(err, ledger.ErrNotFound):

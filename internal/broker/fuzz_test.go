@@ -3,6 +3,7 @@ package broker
 import (
 	"encoding/json"
 	"net/http"
+	"reflect"
 	"testing"
 )
 
@@ -48,6 +49,50 @@ func FuzzDecodeMintRequest(f *testing.F) {
 			t.Fatalf("accepted invalid request %+v", req)
 		}
 		roundTrip(t, req)
+	})
+}
+
+func FuzzDecodeComplaintRequest(f *testing.F) {
+	f.Add([]byte(`{"account":"abc","info_hash":"0123456789abcdef0123456789abcdef01234567","owed":10,"paid":3,` +
+		`"channels":[{"channel":"` + zeros64[:32] + `","index":3}],"reason":"unpaid"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, err := DecodeComplaintRequest(b)
+		if err != nil {
+			return
+		}
+		if checkAccountID("account", req.Account) != nil || !isLowerHex(req.InfoHash, 40) || req.Reason != ReasonUnpaid ||
+			req.Paid < 0 || req.Owed <= req.Paid || req.Channels == nil || len(req.Channels) > MaxComplaintChannels {
+			t.Fatalf("accepted invalid request %+v", req)
+		}
+		seen := map[string]bool{}
+		for _, c := range req.Channels {
+			if checkAccountID("channel", c.Channel) != nil || c.Index < 0 || seen[c.Channel] {
+				t.Fatalf("accepted invalid channel claim %+v", c)
+			}
+			seen[c.Channel] = true
+		}
+		// What was accepted re-encodes to a body that decodes the same.
+		again, err := json.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req2, err := DecodeComplaintRequest(again)
+		if err != nil || !reflect.DeepEqual(req, req2) {
+			t.Fatalf("round trip of %s: %+v, %v", again, req2, err)
+		}
+	})
+}
+
+func FuzzParseComplaintsQuery(f *testing.F) {
+	f.Add("account=abc&limit=10")
+	f.Fuzz(func(t *testing.T, q string) {
+		account, limit, err := parseComplaintsQuery(q)
+		if err != nil {
+			return
+		}
+		if limit < 1 || limit > MaxComplaintList || (account != "" && checkAccountID("account", account) != nil) {
+			t.Fatalf("accepted %q as account %q limit %d", q, account, limit)
+		}
 	})
 }
 

@@ -12,6 +12,9 @@ type serverMetrics struct {
 	duration *prometheus.HistogramVec // by route
 	paid     prometheus.Counter       // units paid out by redemptions
 	nonces   prometheus.GaugeFunc
+	// complaints counts accepted complaint requests (retries included)
+	// by the verdict of their cross-check.
+	complaints *prometheus.CounterVec
 }
 
 func newServerMetrics(reg prometheus.Registerer, nonceCount func() float64) (*serverMetrics, error) {
@@ -33,11 +36,15 @@ func newServerMetrics(reg prometheus.Registerer, nonceCount func() float64) (*se
 			Namespace: "floodgate", Subsystem: "broker", Name: "nonce_cache_entries",
 			Help: "Request nonces remembered for replay protection.",
 		}, nonceCount),
+		complaints: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "floodgate", Subsystem: "broker", Name: "complaints_total",
+			Help: "Complaint requests accepted (retries included), by the verdict of the broker's cross-check.",
+		}, []string{"verdict"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.paid, m.nonces} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.paid, m.nonces, m.complaints} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -41,6 +41,8 @@ type Ledger interface {
 	ExpireChannels(ctx context.Context, now time.Time) (int, error)
 	Channel(ctx context.Context, id string) (ledger.Channel, error)
 	Audit(ctx context.Context) (minted, sumOfBalances int64, err error)
+	FileComplaint(ctx context.Context, idemKey string, c ledger.Complaint, now time.Time) (ledger.Complaint, error)
+	Complaints(ctx context.Context, accused ledger.AccountID, limit int) ([]ledger.Complaint, error)
 }
 
 // Config configures a Server. Zero durations and sizes select the defaults
@@ -187,6 +189,8 @@ func NewServer(cfg Config) (*Server, error) {
 	s.route("POST /channels/{id}/redeem", "redeem", routeOpts{account: true}, s.redeem)
 	s.route("POST /channels/{id}/close", "close", routeOpts{account: true}, s.close)
 	s.route("GET /audit", "audit", routeOpts{provider: true}, s.audit)
+	s.route("POST /complaints", "complain", routeOpts{account: true, idempotent: true}, s.complain)
+	s.route("GET /complaints", "complaints", routeOpts{provider: true}, s.complaints)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.finish(w, "unknown", time.Now(), nil, apiError(http.StatusNotFound, CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path))
 	})

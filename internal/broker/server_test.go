@@ -49,6 +49,13 @@ const testGrace = 10 * time.Minute
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
+	return newEnvWith(t, func(cfg *ledger.Config) { cfg.MaxChainLength = 1 << 16 })
+}
+
+// newEnvWith is newEnv with the ledger configuration adjusted by tune,
+// which starts from the test defaults (grace testGrace, the shared clock).
+func newEnvWith(t testing.TB, tune func(*ledger.Config)) *env {
+	t.Helper()
 	ctx := context.Background()
 	store, err := ledger.OpenSQLite(ctx, filepath.Join(t.TempDir(), "ledger.db"), ledger.SQLiteOptions{})
 	if err != nil {
@@ -56,10 +63,12 @@ func newEnv(t testing.TB) *env {
 	}
 	t.Cleanup(func() { store.Close() })
 	e := &env{t: t, clock: newClock(), provider: key(t, 100), reg: prometheus.NewRegistry()}
-	led := ledger.New(store, ledger.Config{
+	cfg := ledger.Config{
 		ProviderAccount: ledger.AccountID(e.provider.AccountID()),
-		ExpiryGrace:     testGrace, MaxChainLength: 1 << 16, Now: e.clock.Now,
-	})
+		ExpiryGrace:     testGrace, Now: e.clock.Now,
+	}
+	tune(&cfg)
+	led := ledger.New(store, cfg)
 	// Requests are signed "now" by the shared clock; starting the server a
 	// second in the past keeps the restart guard out of these tests.
 	e.clock.Advance(-time.Second)

@@ -91,6 +91,9 @@ func (l *Ledger) FileComplaint(ctx context.Context, idemKey string, c Complaint,
 		if err != nil {
 			return err
 		}
+		// Under PostgreSQL's READ COMMITTED, filings racing from one
+		// complainant may overshoot the quota by the number in flight;
+		// the quota bounds storage, not money, so a soft bound will do.
 		if n >= l.cfg.ComplaintQuota {
 			return fmt.Errorf("%w: %q filed %d complaints within %v, the quota", ErrForbidden, c.Complainant, n, ComplaintWindow)
 		}

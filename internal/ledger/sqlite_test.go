@@ -176,3 +176,48 @@ func TestAuditDetectsTampering(t *testing.T) {
 		})
 	}
 }
+
+// TestSQLiteUpgradeAddsComplaints opens a ledger as it was before the
+// complaints migration (0002 rolled back by hand) and checks that reopening
+// applies it without touching the money already there.
+func TestSQLiteUpgradeAddsComplaints(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	s, err := ledger.OpenSQLite(ctx, path, ledger.SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := ledger.New(s, ledger.Config{})
+	for _, id := range []ledger.AccountID{"a", "b"} {
+		if err := l.CreateAccount(ctx, id, ledger.KindCustomer, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Mint(ctx, "m", "a", 42); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `DROP TABLE complaints; DELETE FROM schema_migrations WHERE version = 2`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	s, err = ledger.OpenSQLite(ctx, path, ledger.SQLiteOptions{})
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer s.Close()
+	l = ledger.New(s, ledger.Config{})
+	if minted, sum, err := l.Audit(ctx); err != nil || minted != 42 || sum != 42 {
+		t.Fatalf("audit after upgrade: %d, %d, %v", minted, sum, err)
+	}
+	c := ledger.Complaint{Complainant: "b", Accused: "a", InfoHash: "0123456789abcdef0123456789abcdef01234567",
+		Owed: 5, Paid: 1, Evidence: []byte(`{}`), Assessment: []byte(`{}`)}
+	if _, err := l.FileComplaint(ctx, "k", c, time.Now()); err != nil {
+		t.Fatalf("complaint after upgrade: %v", err)
+	}
+}

@@ -1,7 +1,9 @@
 package paid
 
 import (
+	"net/netip"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/floodgate-p2p/floodgate/internal/identity"
 	"testing"
@@ -353,5 +355,241 @@ func TestAttackForeignVoucher(t *testing.T) {
 	seeder.sess.mu.Unlock()
 	if n != 0 {
 		t.Fatalf("seeder holds %d foreign channels", n)
+	}
+}
+
+func TestAttackExpiredChannel(t *testing.T) {
+	s := newSwarm(t, tSize)
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
+	atk := s.account(10_000)
+	// A voucher that expires before the payee could safely redeem what it
+	// would carry is refused outright.
+	short := openChannel(t, atk, seeder.acct.id, chanLen, time.Now().Add(2*time.Minute))
+	h := s.dial(seeder.addr(), atk)
+	h.authenticate()
+	h.sendFG(message{Type: typeChannel, Voucher: short.vb})
+	h.request(0, 8)
+	if !h.waitClosed(3*time.Second) || h.got != 0 {
+		t.Fatalf("short-lived voucher: connection open %v, %d bytes served", !h.closed, h.got)
+	}
+}
+
+func TestAttackPaymentsOnAnExpiredChannel(t *testing.T) {
+	bug(t, "the payee checks a voucher's expiry only when it is shown: Session.backing keeps counting a "+
+		"channel past its expiry and onPay credits preimages on it, so once the broker's grace has run "+
+		"out (and the broker refunded the payer) the payee serves on worthless payments — an attacker "+
+		"opens a channel with just over 5 minutes to live, waits, then downloads without paying. "+
+		"Fix: in backing skip channels whose expiry is less than minVoucherLife away, and in onPay "+
+		"refuse (or not credit) payments on a channel at or past that point.")
+	var skew atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	s := newSwarm(t, tSize)
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0), now: clock, overdue: time.Hour})
+	atk := s.account(10_000)
+	c := openChannel(t, atk, seeder.acct.id, chanLen, time.Now().Add(6*time.Minute))
+	h := s.dial(seeder.addr(), atk)
+	h.authenticate()
+	h.sendFG(message{Type: typeChannel, Voucher: c.vb})
+	eventually(t, 2*time.Second, "channel accepted", func() bool {
+		seeder.sess.mu.Lock()
+		defer seeder.sess.mu.Unlock()
+		return len(seeder.sess.in) == 1
+	})
+	// Twenty minutes later (past expiry and the ledger's 10-minute grace)
+	// the channel is worth nothing to the payee.
+	skew.Store(int64(20 * time.Minute))
+	h.request(0, 32)
+	h.drain(300 * time.Millisecond)
+	for i := 0; i < 4 && h.got > 0; i++ {
+		h.payUnits(c, valueOf(h.got)-c.used)
+		h.drain(300 * time.Millisecond)
+	}
+	if h.got != 0 {
+		t.Fatalf("served %d bytes against a channel that expired %v ago", h.got, 14*time.Minute)
+	}
+}
+
+func TestAttackImpersonationWithoutTheKey(t *testing.T) {
+	s := newSwarm(t, tSize)
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
+	victim := s.account(100_000)
+	atk := s.account(10_000)
+	// Show the victim's certificate (it is public: peers send it in every
+	// handshake) and sign with our own key, with no key, or replay an old
+	// signature of the victim's: all refused.
+	for _, sig := range []func(h *hostile) []byte{
+		func(h *hostile) []byte { return h.authSig(atk.key) },
+		func(h *hostile) []byte { return make([]byte, 64) },
+		func(h *hostile) []byte { // the victim's genuine proof, for another session
+			s := victim.key.Sign(authMessage(h.s.mi.InfoHash, newNonce(), h.nonce, h.theirCert.Key, victim.key.Public()))
+			return s[:]
+		},
+	} {
+		h := s.dial(seeder.addr(), atk)
+		h.handshake(victim.cert, "gold")
+		h.pump(2*time.Second, func() bool { _, ok := h.lastFG(typeAuth); return ok })
+		h.sendFG(message{Type: typeAuth, Sig: sig(h)})
+		h.request(0, 8)
+		if !h.waitClosed(3*time.Second) || h.got != 0 {
+			t.Fatalf("impersonator: connection open %v, %d bytes", !h.closed, h.got)
+		}
+	}
+	if st := seeder.status(victim.id); st.Known || seeder.refused(victim.id) {
+		t.Fatalf("the victim's standing changed: %+v", st)
+	}
+	// The victim itself is served and pays as usual.
+	leech := s.start(peerOpts{acct: victim, peers: []netip.AddrPort{seeder.addr()}})
+	leech.waitDone(20 * time.Second)
+	if spent := leech.sess.Stats().Spent; spent != valueOf(tSize) {
+		t.Fatalf("victim paid %d, want %d", spent, valueOf(tSize))
+	}
+}
+
+func TestAttackImpersonationByRelay(t *testing.T) {
+	bug(t, "a peer signs its auth proof as soon as it sees a valid certificate, before the other side "+
+		"proved anything; the proof binds both nonces and both keys but nothing of the connection, so "+
+		"an ordinary peer M can relay it: M shows seeder S's certificate and S's nonce to victim V, V "+
+		"signs (infohash, N_S, N_V, S, V), and M presents V's certificate, N_V and that signature to "+
+		"S, which then serves M on V's credit and channels; V never pays for it, is found overdue and "+
+		"cut off. Fix (protocol): bind the proof to the connection (e.g. an ephemeral X25519 exchange "+
+		"in the handshake whose shared secret is signed and then MACs the payment messages), or at "+
+		"least have a peer sign only after the other side proved its key, with the dialer proving first.")
+	s := newSwarm(t, tSize)
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
+	victim := s.account(100_000)
+	leech := s.start(peerOpts{acct: victim, peers: []netip.AddrPort{seeder.addr()}})
+	leech.waitDone(20 * time.Second) // V has paid, and has a channel to S with value left
+	atk := s.account(10_000)
+
+	toS := s.dial(seeder.addr(), atk)
+	toS.pump(5*time.Second, func() bool { return toS.theirHS })
+	toV := s.dial(leech.addr(), atk)
+	toV.nonce = toS.theirNonce // S's nonce and S's certificate, shown to V
+	toV.handshake(toS.theirCert, "gold")
+	if !toV.pump(5*time.Second, func() bool { _, ok := toV.lastFG(typeAuth); return ok }) {
+		t.Fatal("the victim gave no proof")
+	}
+	vSig, _ := toV.lastFG(typeAuth)
+	toS.nonce = toV.theirNonce // V's nonce and V's certificate, shown to S
+	toS.handshake(toV.theirCert, "gold")
+	toS.sendFG(message{Type: typeAuth, Sig: vSig.Sig})
+	toS.request(0, 32)
+	toS.drain(500 * time.Millisecond)
+	if toS.got != 0 {
+		t.Fatalf("the relay got %d bytes on the victim's credit", toS.got)
+	}
+	time.Sleep(1500 * time.Millisecond) // past OverdueAfter
+	if seeder.refused(victim.id) {
+		t.Fatal("the honest victim was cut off for the relay's debt")
+	}
+}
+
+func TestAttackFreshIdentityChurn(t *testing.T) {
+	s := newSwarm(t, tSize)
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0), overdue: time.Hour})
+	const n = 8
+	var hs []*hostile
+	for i := 0; i < n; i++ {
+		a := s.account(10_000)
+		c := openChannel(t, a, seeder.acct.id, chanLen, time.Now().Add(time.Hour))
+		h := s.dial(seeder.addr(), a)
+		h.authenticate()
+		h.sendFG(message{Type: typeChannel, Voucher: c.vb})
+		h.request(i*16, 16)
+		hs = append(hs, h)
+	}
+	var got int64
+	for _, h := range hs {
+		h.drain(300 * time.Millisecond)
+		got += h.got
+	}
+	// All fresh identities together share one cap: the churn costs the
+	// uploader that cap (plus the writer gap per connection), not n
+	// windows.
+	cfg := testCredit()
+	if limit := cfg.MaxFreshExposure + n*slack; valueOf(got) > limit {
+		t.Fatalf("%d fresh identities took %d units; fresh cap %d", n, valueOf(got), cfg.MaxFreshExposure)
+	}
+	seeder.sess.mu.Lock()
+	exposure := seeder.sess.book.Exposure()
+	seeder.sess.mu.Unlock()
+	if exposure != valueOf(got) {
+		t.Fatalf("book exposure %d, served %d units", exposure, valueOf(got))
+	}
+	t.Logf("%d fresh non-payers took %d units (fresh cap %d, window %d)", n, valueOf(got), cfg.MaxFreshExposure, cfg.InitialWindow)
+}
+
+func TestAttackChurnStarvesNewcomers(t *testing.T) {
+	bug(t, "cutOffOverdue refuses and reports an overdue account but never calls credit.Book.Block, so "+
+		"its debt stays in the book's (fresh) exposure: a few fresh non-payers fill MaxFreshExposure "+
+		"once and every later newcomer waits forever, honest or not (the Book documents that Block "+
+		"exists to prevent exactly this). Fix: call s.book.Block(account) next to s.refused[account] "+
+		"in cutOffOverdue (and Unblock where onPay deletes the refusal).")
+	s := newSwarm(t, tSize)
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
+	var hs []*hostile
+	for i := 0; i < 6; i++ {
+		a := s.account(10_000)
+		c := openChannel(t, a, seeder.acct.id, chanLen, time.Now().Add(time.Hour))
+		h := s.dial(seeder.addr(), a)
+		h.authenticate()
+		h.sendFG(message{Type: typeChannel, Voucher: c.vb})
+		h.request(0, 16)
+		hs = append(hs, h)
+	}
+	for _, h := range hs {
+		h.drain(200 * time.Millisecond)
+		if h.got > 0 { // the ones served owe, and are cut off
+			h.pump(5*time.Second, func() bool { _, ok := h.lastFG(typeRefuse); return ok })
+		}
+	}
+	// Every churner is cut off; an honest newcomer must now be served.
+	leech := s.start(peerOpts{acct: s.account(100_000), peers: []netip.AddrPort{seeder.addr()}})
+	leech.waitDone(15 * time.Second)
+}
+
+func TestAttackAbsurdChainAdvance(t *testing.T) {
+	s := newSwarm(t, tSize)
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
+	const length = 1 << 20 // the ledger's longest chain
+	atk := s.account(length)
+	c := openChannel(t, atk, seeder.acct.id, length, time.Now().Add(time.Hour))
+	for name, idx := range map[string]int64{
+		"beyond maxStep":  maxStep + 1,
+		"to the end":      length,
+		"past the end":    length + 1,
+		"max int64":       1<<63 - 1,
+		"half the chain":  length / 2,
+		"maxStep exactly": -1, // below: accepted
+	} {
+		h := s.dial(seeder.addr(), atk)
+		h.authenticate()
+		h.sendFG(message{Type: typeChannel, Voucher: c.vb})
+		if idx == -1 {
+			continue
+		}
+		// The preimage sent is the real one where it exists, so only the
+		// step bound can refuse it.
+		pre := make([]byte, 32)
+		if idx <= length {
+			pre = c.preimage(t, idx)
+		}
+		h.sendFG(message{Type: typePay, Channel: c.v.Channel, Index: idx, Preimage: pre})
+		if !h.waitClosed(3 * time.Second) {
+			t.Fatalf("%s: payment of index %d accepted", name, idx)
+		}
+	}
+	if st := seeder.status(atk.id); st.Paid != 0 {
+		t.Fatalf("absurd advances credited %d units", st.Paid)
+	}
+	// A payment of exactly maxStep steps is real money and is honoured
+	// (and redeemed: the broker's step cap is the same).
+	h := s.dial(seeder.addr(), atk)
+	h.authenticate()
+	h.pay(c, maxStep)
+	eventually(t, 3*time.Second, "maxStep payment credited", func() bool { return seeder.status(atk.id).Paid == maxStep })
+	seeder.close()
+	if e := seeder.sess.Stats().Earned; e != maxStep {
+		t.Fatalf("seeder earned %d, want %d", e, maxStep)
 	}
 }

@@ -1,6 +1,10 @@
 package paid
 
 import (
+	"crypto/rand"
+	"net"
+
+	"github.com/floodgate-p2p/floodgate/internal/wire"
 	"net/netip"
 	"path/filepath"
 	"sync/atomic"
@@ -591,5 +595,205 @@ func TestAttackAbsurdChainAdvance(t *testing.T) {
 	seeder.close()
 	if e := seeder.sess.Stats().Earned; e != maxStep {
 		t.Fatalf("seeder earned %d, want %d", e, maxStep)
+	}
+}
+
+// hostileUploader listens for an honest downloader, authenticates with its
+// own identity and announces every piece.
+func hostileUploader(t *testing.T, s *swarm, ln net.Listener, acct *account) *hostile {
+	t.Helper()
+	h := s.accept(ln, acct)
+	h.authenticate()
+	h.send(wire.Message{ID: wire.HaveAll})
+	h.send(wire.Message{ID: wire.Unchoke})
+	return h
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+func addrOf(ln net.Listener) netip.AddrPort { return netip.MustParseAddrPort(ln.Addr().String()) }
+
+// pumpUntilDone keeps h's connection serviced until p's download ends.
+func pumpUntilDone(t *testing.T, h *hostile, p *peer, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		select {
+		case <-p.tor.Done():
+			return
+		default:
+		}
+		if time.Now().After(deadline) {
+			st := p.tor.Stats()
+			t.Fatalf("download not done: %d/%d pieces, payments %+v", st.HavePieces, st.Pieces, p.sess.Stats())
+		}
+		if h.closed {
+			time.Sleep(20 * time.Millisecond)
+		} else {
+			h.pump(20*time.Millisecond, nil)
+		}
+	}
+}
+
+// paidTo is what the downloader p paid account (its tab's view).
+func (p *peer) paidTo(account string) (spent, due int64) {
+	p.sess.mu.Lock()
+	defer p.sess.mu.Unlock()
+	return p.sess.tab.Spent(), p.sess.tab.Due(account)
+}
+
+func TestAttackLyingBitfield(t *testing.T) {
+	s := newSwarm(t, tSize)
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
+	ln := listen(t)
+	liarAcct := s.account(0)
+	leech := s.start(peerOpts{acct: s.account(100_000), peers: []netip.AddrPort{addrOf(ln)}})
+	// The liar claims every piece, unchokes, and never sends a byte.
+	liar := hostileUploader(t, s, ln, liarAcct)
+	liar.pump(500*time.Millisecond, nil)
+	leech.tor.AddPeers(seeder.addr())
+	pumpUntilDone(t, liar, leech, 30*time.Second)
+	if _, ok := liar.lastFG(typePay); ok {
+		t.Fatal("the liar was paid")
+	}
+	spent, due := leech.paidTo(liarAcct.id)
+	if want := valueOf(tSize); spent != want || due != 0 {
+		t.Fatalf("downloader spent %d (want %d, all to the seeder), owes the liar %d", spent, want, due)
+	}
+	leech.close()
+	seeder.close()
+	if e := seeder.sess.Stats().Earned; e != valueOf(tSize) {
+		t.Fatalf("seeder earned %d, want %d", e, valueOf(tSize))
+	}
+	if b := s.balance(liarAcct.id); b != 0 {
+		t.Fatalf("liar's balance %d", b)
+	}
+}
+
+func TestAttackJunkSender(t *testing.T) {
+	s := newSwarm(t, tSize)
+	ln := listen(t)
+	junkAcct := s.account(0)
+	leech := s.start(peerOpts{acct: s.account(100_000), peers: []netip.AddrPort{addrOf(ln)}})
+	junk := hostileUploader(t, s, ln, junkAcct)
+	garbage := make([]byte, tBlock)
+	rand.Read(garbage)
+	junk.onRequest = func(m wire.Message) { junk.send(wire.NewPiece(m.Index, m.Begin, garbage[:m.Length])) }
+	if !junk.waitClosed(10 * time.Second) {
+		t.Fatal("the junk sender was not disconnected")
+	}
+	if junk.got != 0 {
+		t.Fatalf("junk sender received %d bytes", junk.got)
+	}
+	if _, ok := junk.lastFG(typePay); ok {
+		t.Fatal("junk was paid for")
+	}
+	if st := leech.tor.Stats(); st.HashFailures == 0 || st.HavePieces != 0 {
+		t.Fatalf("stats after junk: %+v", st)
+	}
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
+	leech.tor.AddPeers(seeder.addr())
+	leech.waitDone(30 * time.Second)
+	spent, due := leech.paidTo(junkAcct.id)
+	if want := valueOf(tSize); spent != want || due != 0 {
+		t.Fatalf("downloader spent %d (want %d), owes the junk sender %d", spent, want, due)
+	}
+}
+
+func TestAttackJunkSenderReturnsUnderANewPeerID(t *testing.T) {
+	bug(t, "a peer that sent data failing its hash is banned by its BitTorrent peer ID only (engine "+
+		"Torrent.ban), which it chooses freely; the paid session never hears of the hash failure, so "+
+		"the same authenticated account reconnects at once with a new peer ID. Fix: tell the Payments "+
+		"plug-in about bans (e.g. a Banned(p Peer, reason) call) and refuse the account in "+
+		"PeerHandshake/onAuth from then on.")
+	s := newSwarm(t, tSize)
+	ln := listen(t)
+	junkAcct := s.account(0)
+	leech := s.start(peerOpts{acct: s.account(100_000), peers: []netip.AddrPort{addrOf(ln)}})
+	junk := hostileUploader(t, s, ln, junkAcct)
+	garbage := make([]byte, tBlock)
+	junk.onRequest = func(m wire.Message) { junk.send(wire.NewPiece(m.Index, m.Begin, garbage[:m.Length])) }
+	if !junk.waitClosed(10 * time.Second) {
+		t.Fatal("the junk sender was not disconnected")
+	}
+	again := s.dial(leech.addr(), junkAcct)
+	again.handshake(junkAcct.cert, "gold")
+	again.pump(time.Second, func() bool { _, ok := again.lastFG(typeAuth); return ok })
+	if _, ok := again.lastFG(typeAuth); ok || !again.waitClosed(2*time.Second) {
+		t.Fatal("a banned account was let back in under a new peer ID")
+	}
+}
+
+func TestAttackFakeUploadersLockTheDownloadersFunds(t *testing.T) {
+	bug(t, "the downloader opens a broker channel (ChannelValue, 32 MiB worth by default, locked for "+
+		"ChannelTTL = 1 h) to every account that merely authenticates (onAuth -> ensureChannel), before "+
+		"receiving a byte from it; free-to-register identities that never upload thus lock the "+
+		"downloader's balance and exhaust --max-spend, and the honest seeder can no longer be paid. "+
+		"Fix: open a channel to an uploader only once it has something we want and is sending (first "+
+		"block received, or its first invoice), and count only channels actually used against MaxSpend.")
+	s := newSwarm(t, tSize)
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
+	var lns []net.Listener
+	var addrs []netip.AddrPort
+	for i := 0; i < 2; i++ {
+		ln := listen(t)
+		lns, addrs = append(lns, ln), append(addrs, addrOf(ln))
+	}
+	// Enough for the torrent many times over, not for two idle channels.
+	leech := s.start(peerOpts{acct: s.account(100_000), peers: addrs, maxSpend: 40_000})
+	var fakes []*hostile
+	for _, ln := range lns {
+		fakes = append(fakes, hostileUploader(t, s, ln, s.account(0)))
+	}
+	for _, f := range fakes {
+		f.pump(500*time.Millisecond, nil)
+	}
+	leech.tor.AddPeers(seeder.addr())
+	pumpUntilDone(t, fakes[0], leech, 15*time.Second)
+}
+
+func TestAttackRequestFlood(t *testing.T) {
+	s := newSwarm(t, tSize)
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
+	atk := s.account(10_000)
+	flood := func(h *hostile) {
+		// More distinct (1 KiB) requests than the engine queues for one
+		// peer; the credit window holds them, so they pile up.
+		h.send(wire.Message{ID: wire.Interested})
+		for i := 0; i < 2100; i++ {
+			off := int64(i) << 10
+			h.send(wire.NewRequest(uint32(off/tPiece), uint32(off%tPiece), 1<<10))
+		}
+	}
+	// Before authenticating, and as an authenticated non-payer.
+	h := s.dial(seeder.addr(), atk)
+	flood(h)
+	if !h.waitClosed(5 * time.Second) {
+		t.Fatal("an unauthenticated request flood was tolerated")
+	}
+	c := openChannel(t, atk, seeder.acct.id, chanLen, time.Now().Add(time.Hour))
+	h2 := s.dial(seeder.addr(), atk)
+	h2.authenticate()
+	h2.sendFG(message{Type: typeChannel, Voucher: c.vb})
+	flood(h2)
+	if !h2.waitClosed(5 * time.Second) {
+		t.Fatal("an authenticated request flood was tolerated")
+	}
+	if valueOf(h.got+h2.got) > testCredit().InitialWindow+slack {
+		t.Fatalf("flooder got %d units", valueOf(h.got+h2.got))
+	}
+	// The seeder is unharmed: an honest downloader completes and pays.
+	leech := s.start(peerOpts{acct: s.account(100_000), peers: []netip.AddrPort{seeder.addr()}})
+	leech.waitDone(20 * time.Second)
+	if spent := leech.sess.Stats().Spent; spent != valueOf(tSize) {
+		t.Fatalf("honest downloader paid %d, want %d", spent, valueOf(tSize))
 	}
 }

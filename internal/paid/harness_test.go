@@ -192,6 +192,7 @@ type peerOpts struct {
 	statePath string
 	now       func() time.Time
 	overdue   time.Duration // zero = 1 s
+	maxSpend  int64
 	peers     []netip.AddrPort
 }
 
@@ -240,6 +241,7 @@ func (s *swarm) start(o peerOpts) *peer {
 		RedeemEvery:  100 * time.Millisecond,
 		OverdueAfter: o.overdue,
 		StatePath:    o.statePath,
+		MaxSpend:     o.maxSpend,
 		Now:          o.now,
 	})
 	if err != nil {

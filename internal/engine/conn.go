@@ -54,7 +54,6 @@ type peerConn struct {
 
 	// Guarded by t.mu.
 	peerHas        bitfield.Bitfield
-	sawFirst       bool // a bitfield is only valid as the first message
 	amChoking      bool
 	amInterested   bool
 	peerChoking    bool
@@ -272,13 +271,6 @@ func (pc *peerConn) handle(m wire.Message) error {
 	if m.Keepalive {
 		return nil
 	}
-	// Bitfield, have-all and have-none must come before any other
-	// message, but clients differ on whether the BEP 10 handshake goes
-	// first, so extended messages do not count.
-	first := !pc.sawFirst
-	if m.ID != wire.Extended {
-		pc.sawFirst = true
-	}
 	n := t.info.NumPieces()
 	switch m.ID {
 	case wire.Choke:
@@ -309,25 +301,22 @@ func (pc *peerConn) handle(m wire.Message) error {
 			}
 		}
 	case wire.Bitfield:
-		if !first {
-			return peerErr("bitfield after other messages")
-		}
 		bf, err := bitfield.FromBytes(m.Payload, n)
 		if err != nil {
 			return peerErr("bad bitfield: %v", err)
 		}
-		pc.peerHas = bf
-		t.picker.PeerHasBitfield(bf)
-		t.updateInterest(pc)
+		// BEP 3 puts the bitfield first, but aria2 also sends one later
+		// to summarise many haves; accept it as a replacement.
+		pc.replaceHas(bf)
 	case wire.HaveAll, wire.HaveNone:
-		if !pc.fast || !first {
-			return peerErr("%v without fast extension or not first", m.ID)
+		if !pc.fast {
+			return peerErr("%v without fast extension", m.ID)
 		}
+		bf := bitfield.New(n)
 		if m.ID == wire.HaveAll {
-			pc.peerHas.SetAll()
-			t.picker.PeerHasBitfield(pc.peerHas)
-			t.updateInterest(pc)
+			bf.SetAll()
 		}
+		pc.replaceHas(bf)
 	case wire.Request:
 		return pc.onRequest(m)
 	case wire.Cancel:
@@ -361,6 +350,16 @@ func (pc *peerConn) handle(m wire.Message) error {
 		// hints; BEP 3 says to ignore what we do not use.
 	}
 	return nil
+}
+
+// replaceHas installs a peer's full piece set (bitfield, have-all or
+// have-none), keeping the picker's availability counts exact; t.mu held.
+func (pc *peerConn) replaceHas(bf bitfield.Bitfield) {
+	t := pc.t
+	t.picker.PeerGone(pc.peerHas)
+	pc.peerHas = bf
+	t.picker.PeerHasBitfield(bf)
+	t.updateInterest(pc)
 }
 
 func (pc *peerConn) onExtendedHandshake(payload []byte) error {

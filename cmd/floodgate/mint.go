@@ -9,6 +9,7 @@ import (
 
 	"github.com/floodgate-p2p/floodgate/internal/broker"
 	"github.com/floodgate-p2p/floodgate/internal/identity"
+	"github.com/floodgate-p2p/floodgate/internal/provider"
 )
 
 // newMintCmd is `floodgate mint`: the provider credits a customer after a
@@ -48,7 +49,7 @@ whose outcome is unknown (a network error) can be retried safely with it.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&keyPath, "provider-key", filepath.Join(defaultProviderDataDir(), providerKeyFile), "the provider's key file")
+	cmd.Flags().StringVar(&keyPath, "provider-key", filepath.Join(defaultProviderDataDir(), provider.KeyFile), "the provider's key file")
 	cmd.Flags().StringVar(&brokerURL, "broker", brokerURLDefault(), "the provider's broker URL")
 	cmd.Flags().StringVar(&idemKey, "idempotency-key", "", "key that makes retries safe (default: random, printed)")
 	return cmd

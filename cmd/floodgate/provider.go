@@ -2,38 +2,27 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
-	"sync/atomic"
+	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 
-	"github.com/floodgate-p2p/floodgate/internal/broker"
-	"github.com/floodgate-p2p/floodgate/internal/identity"
 	"github.com/floodgate-p2p/floodgate/internal/ledger"
-	"github.com/floodgate-p2p/floodgate/internal/tracker"
+	"github.com/floodgate-p2p/floodgate/internal/node"
+	"github.com/floodgate-p2p/floodgate/internal/provider"
+	"github.com/floodgate-p2p/floodgate/internal/units"
 )
 
 const (
 	// defaultProviderListen is the provider's default address, loopback
 	// only: exposing the broker is a deliberate act (--listen 0.0.0.0:7070).
 	defaultProviderListen = "127.0.0.1:7070"
-	// providerKeyFile is the provider's key inside its data directory.
-	providerKeyFile = "provider.key"
-	// ledgerDBFile is the default SQLite ledger inside the data directory.
-	ledgerDBFile = "ledger.db"
 )
 
 // defaultProviderDataDir is $XDG_DATA_HOME/floodgate/provider, falling back
@@ -59,6 +48,11 @@ type providerOptions struct {
 	expiryEvery  time.Duration
 	trackerEvery time.Duration
 	verbose      bool
+	maxStep      int64
+	origins      []string
+	originListen string
+	originUpload string
+	originFree   bool
 }
 
 // newProviderCmd is `floodgate provider`: the broker, the tracker, health
@@ -73,6 +67,8 @@ func newProviderCmd() *cobra.Command {
   /announce, /scrape  the tracker
   GET /healthz        200 once the ledger is open and the services are ready
   GET /metrics        Prometheus metrics
+With --origin TORRENT=DATAPATH it also seeds that torrent as the provider's
+origin, paid into the provider's account like any uploader.
 On first start it creates DIR (mode 0700) and the provider key DIR/provider.key.
 --db is sqlite:PATH (default sqlite:DIR/ledger.db) or a postgres:// URL.`,
 		Args: exactArgs(0, "no arguments"),
@@ -89,6 +85,11 @@ On first start it creates DIR (mode 0700) and the provider key DIR/provider.key.
 	f.DurationVar(&o.expiryEvery, "expire-every", 30*time.Second, "how often expired channels are closed")
 	f.DurationVar(&o.trackerEvery, "announce-interval", 30*time.Second, "re-announce interval the tracker tells clients")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log debug detail to stderr")
+	f.Int64Var(&o.maxStep, "max-step", ledger.DefaultMaxStep, "most chain elements one redemption may advance (bounds the broker's hashing per request)")
+	f.StringArrayVar(&o.origins, "origin", nil, "seed TORRENT=DATAPATH as the provider's origin, paid into its account (repeatable)")
+	f.StringVar(&o.originListen, "origin-listen", "0.0.0.0:6881", "TCP address the origin accepts peers on")
+	f.StringVar(&o.originUpload, "origin-upload", "0", "cap the origin's upload rate, e.g. 50MiB/s (0 = unlimited)")
+	f.BoolVar(&o.originFree, "origin-free", false, "let the origin serve plain BitTorrent clients without payment")
 	return cmd
 }
 
@@ -99,110 +100,101 @@ func runProvider(ctx context.Context, o providerOptions, out io.Writer) error {
 	if o.expiryEvery <= 0 || o.expiryGrace < 0 {
 		return usagef("--expire-every must be positive and --expiry-grace not negative")
 	}
+	if o.maxStep < 1 {
+		return usagef("--max-step must be at least 1, got %d", o.maxStep)
+	}
+	origins, err := parseOrigins(o.origins)
+	if err != nil {
+		return err
+	}
 	level := slog.LevelInfo
 	if o.verbose {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-
-	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	key, created, err := identity.LoadOrCreateKeyFile(filepath.Join(o.dataDir, providerKeyFile))
-	if err != nil {
-		return fmt.Errorf("provider key: %w", err)
-	}
-	if created {
-		log.Info("created provider key", "path", filepath.Join(o.dataDir, providerKeyFile))
-	}
-	dbURL := o.dbURL
-	if dbURL == "" {
-		dbURL = "sqlite:" + filepath.Join(o.dataDir, ledgerDBFile)
-	}
-	store, err := ledger.OpenStore(ctx, dbURL)
-	if err != nil {
-		return fmt.Errorf("opening ledger: %w", err)
-	}
-	defer store.Close()
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	led := ledger.New(store, ledger.Config{
-		ProviderAccount: ledger.AccountID(key.AccountID()),
+	p, err := provider.Start(ctx, provider.Config{
+		Listen:          o.listen,
+		DataDir:         o.dataDir,
+		DB:              o.dbURL,
 		FeeBasisPoints:  o.feeBPS,
 		ExpiryGrace:     o.expiryGrace,
+		ExpiryEvery:     o.expiryEvery,
+		MaxStep:         o.maxStep,
+		TrackerInterval: o.trackerEvery,
+		Logger:          log,
 	})
-	bs, err := broker.NewServer(broker.Config{Ledger: led, ProviderKey: key, Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}
-	if err := bs.Init(ctx); err != nil {
-		return err
+	defer p.Close()
+	if p.KeyCreated() {
+		log.Info("created provider key", "path", filepath.Join(o.dataDir, provider.KeyFile))
 	}
-	ts := tracker.NewServer(tracker.ServerConfig{Interval: o.trackerEvery, Logger: log})
-	defer ts.Close()
-
-	var ready atomic.Bool
-	mux := http.NewServeMux()
-	mux.Handle("/broker/", bs)
-	mux.Handle("/announce", ts)
-	mux.Handle("/scrape", ts)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if !ready.Load() {
-			http.Error(w, "starting", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", o.listen, err)
-	}
-	hs := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	fmt.Fprintf(out, "provider listening on http://%s\n  account:      %s\n  public key:   %s\n  announce URL: http://%s/announce\n  ledger:       %s\n",
-		ln.Addr(), key.AccountID(), key.Public(), ln.Addr(), redactDB(dbURL))
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serving HTTP: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		if err := bs.RunExpirer(gctx, o.expiryEvery); !errors.Is(err, context.Canceled) {
+	fmt.Fprintf(out, "provider listening on %s\n  account:      %s\n  public key:   %s\n  announce URL: %s\n  ledger:       %s\n",
+		p.URL(), p.Account(), p.Key().Public(), p.AnnounceURL(), redactDB(p.DB()))
+	for _, og := range origins {
+		n, err := startOrigin(ctx, p, og, o, log)
+		if err != nil {
 			return err
 		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		ready.Store(false)
-		// Let requests in flight finish so their ledger transactions
-		// commit and their clients hear the answer.
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := hs.Shutdown(sctx); err != nil {
-			return fmt.Errorf("shutting down HTTP: %w", err)
-		}
-		return nil
-	})
-	ready.Store(true)
-	err = g.Wait()
-	if err == nil {
-		log.Info("provider stopped")
+		defer n.Close()
+		fmt.Fprintf(out, "  origin:       seeding %s on %s\n", og.torrent, n.Addr())
 	}
-	return err
+	select {
+	case <-ctx.Done():
+	case err := <-p.Err():
+		return err
+	}
+	log.Info("provider stopping")
+	return nil
+}
+
+// origin is one --origin TORRENT=DATAPATH.
+type origin struct{ torrent, data string }
+
+func parseOrigins(vals []string) ([]origin, error) {
+	var out []origin
+	for _, v := range vals {
+		t, d, ok := strings.Cut(v, "=")
+		if !ok || t == "" || d == "" {
+			return nil, usagef("--origin %q: want TORRENT=DATAPATH", v)
+		}
+		out = append(out, origin{t, d})
+	}
+	return out, nil
+}
+
+// startOrigin seeds a torrent as the provider's origin: a peer with the
+// provider's own key and certificate, paid into the provider's account.
+func startOrigin(ctx context.Context, p *provider.Provider, og origin, o providerOptions, log *slog.Logger) (*node.Node, error) {
+	mi, err := loadTorrent(og.torrent)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := p.Certificate(30 * 24 * time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	up, err := units.ParseRate(o.originUpload)
+	if err != nil {
+		return nil, usagef("--origin-upload: %v", err)
+	}
+	n, err := node.Start(ctx, node.Config{
+		Torrent:     mi,
+		DataPath:    og.data,
+		Seed:        true,
+		Free:        o.originFree,
+		Listen:      o.originListen,
+		UploadLimit: up,
+		Identity:    p.Key(),
+		Certificate: &cert,
+		StatePath:   filepath.Join(o.dataDir, "origin-"+mi.InfoHash.String()+".state"),
+		Logger:      log.With("origin", mi.Info.Name),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("origin %s: %w", og.torrent, err)
+	}
+	return n, nil
 }
 
 // redactDB hides a password in a store URL before printing it.

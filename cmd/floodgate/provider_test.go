@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/floodgate-p2p/floodgate/internal/identity"
+	"github.com/floodgate-p2p/floodgate/internal/provider"
 )
 
 // freeAddr returns a loopback address that was free a moment ago.
@@ -60,7 +61,7 @@ func TestProviderAccountMintCommands(t *testing.T) {
 	base := "http://" + addr
 	waitHealthy(t, base)
 
-	st, err := os.Stat(filepath.Join(dir, "prov", providerKeyFile))
+	st, err := os.Stat(filepath.Join(dir, "prov", provider.KeyFile))
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("provider key: %v %v", st, err)
 	}
@@ -79,7 +80,7 @@ func TestProviderAccountMintCommands(t *testing.T) {
 	if out, err = runCmd(t, ctx, "account", "register", "--key", keyFile, "--broker", base); err != nil {
 		t.Fatalf("register: %q %v", out, err)
 	}
-	provKey := filepath.Join(dir, "prov", providerKeyFile)
+	provKey := filepath.Join(dir, "prov", provider.KeyFile)
 	pk, err := identity.ReadKeyFile(provKey)
 	if err != nil {
 		t.Fatal(err)

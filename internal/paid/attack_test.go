@@ -2,6 +2,7 @@ package paid
 
 import (
 	"crypto/rand"
+	"github.com/floodgate-p2p/floodgate/internal/bencode"
 	"net"
 
 	"github.com/floodgate-p2p/floodgate/internal/wire"
@@ -791,6 +792,85 @@ func TestAttackRequestFlood(t *testing.T) {
 		t.Fatalf("flooder got %d units", valueOf(h.got+h2.got))
 	}
 	// The seeder is unharmed: an honest downloader completes and pays.
+	leech := s.start(peerOpts{acct: s.account(100_000), peers: []netip.AddrPort{seeder.addr()}})
+	leech.waitDone(20 * time.Second)
+	if spent := leech.sess.Stats().Spent; spent != valueOf(tSize) {
+		t.Fatalf("honest downloader paid %d, want %d", spent, valueOf(tSize))
+	}
+}
+
+func TestAttackMalformedExtensionMessages(t *testing.T) {
+	s := newSwarm(t, tSize)
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
+	atk := s.account(10_000)
+	raw := func(b []byte) bencode.RawMessage { return mustRaw(b) }
+	certBytes, _ := atk.cert.MarshalBinary()
+	seederCert, _ := seeder.acct.cert.MarshalBinary()
+	fields := func(cert, nonce, class []byte) map[string]bencode.RawMessage {
+		return map[string]bencode.RawMessage{hsCert: raw(cert), hsNonce: raw(nonce), hsClass: raw(class)}
+	}
+	nonce := make([]byte, 32)
+	long := message{Type: typeRefuse, Code: "x", Reason: string(make([]byte, MaxMessageSize))}.encode()
+	nested := []byte("d1:t3:pay1:pllllllllllllllllllllllleeeeeeeeeeeeeeeeeeeeeeee")
+	for name, attack := range map[string]func(h *hostile){
+		// Broken BEP 10 handshakes.
+		"nonce of 31 bytes":   func(h *hostile) { h.handshakeFields(fields(certBytes, nonce[:31], []byte("gold"))) },
+		"garbage certificate": func(h *hostile) { h.handshakeFields(fields([]byte("junk"), nonce, []byte("gold"))) },
+		"unknown class":       func(h *hostile) { h.handshakeFields(fields(certBytes, nonce, []byte("platinum"))) },
+		"the seeder's own certificate": func(h *hostile) {
+			h.handshakeFields(fields(seederCert, nonce, []byte("gold")))
+		},
+		"no certificate": func(h *hostile) {
+			h.handshakeFields(map[string]bencode.RawMessage{hsNonce: raw(nonce), hsClass: raw([]byte("gold"))})
+		},
+		"certificate of the wrong type": func(h *hostile) {
+			h.handshakeFields(map[string]bencode.RawMessage{hsCert: bencode.RawMessage("i42e"), hsNonce: raw(nonce), hsClass: raw([]byte("gold"))})
+		},
+		// Out of order.
+		"auth before handshake": func(h *hostile) { h.sendFG(message{Type: typeAuth, Sig: make([]byte, 64)}) },
+		"pay before auth": func(h *hostile) {
+			h.handshake(atk.cert, "gold")
+			h.sendFG(message{Type: typePay, Channel: "c", Index: 1, Preimage: make([]byte, 32)})
+		},
+		"second auth": func(h *hostile) {
+			h.authenticate()
+			h.sendFG(message{Type: typeAuth, Sig: h.authSig(atk.key)})
+		},
+		// Malformed or oversized messages after authenticating.
+		"not bencode":      func(h *hostile) { h.authenticate(); h.sendFGRaw([]byte("\x00\xffhello")) },
+		"unknown type":     func(h *hostile) { h.authenticate(); h.sendFGRaw([]byte("d1:t5:hellod")) },
+		"empty":            func(h *hostile) { h.authenticate(); h.sendFGRaw(nil) },
+		"over 4 KiB":       func(h *hostile) { h.authenticate(); h.sendFGRaw(long) },
+		"deeply nested":    func(h *hostile) { h.authenticate(); h.sendFGRaw(nested) },
+		"negative invoice": func(h *hostile) { h.authenticate(); h.sendFG(message{Type: typeInvoice, Owed: -1}) },
+		"short preimage": func(h *hostile) {
+			h.authenticate()
+			h.sendFG(message{Type: typePay, Channel: "c", Index: 1, Preimage: make([]byte, 31)})
+		},
+		"pay on unknown channel": func(h *hostile) {
+			h.authenticate()
+			h.sendFG(message{Type: typePay, Channel: "nope", Index: 1, Preimage: make([]byte, 32)})
+		},
+		"one megabyte extension message": func(h *hostile) {
+			h.authenticate()
+			h.sendFGRaw(make([]byte, 1<<20))
+		},
+	} {
+		h := s.dial(seeder.addr(), atk)
+		if !h.pump(5*time.Second, func() bool { return h.theirHS }) {
+			t.Fatalf("%s: no handshake", name)
+		}
+		attack(h)
+		h.request(0, 4)
+		if !h.waitClosed(3*time.Second) || h.got != 0 {
+			t.Fatalf("%s: connection open %v, %d bytes served", name, !h.closed, h.got)
+		}
+	}
+	// Nothing crashed and nothing was credited: an honest downloader
+	// completes and pays exactly the price.
+	if st := seeder.status(atk.id); st.Known {
+		t.Fatalf("malformed messages touched the attacker's book entry: %+v", st)
+	}
 	leech := s.start(peerOpts{acct: s.account(100_000), peers: []netip.AddrPort{seeder.addr()}})
 	leech.waitDone(20 * time.Second)
 	if spent := leech.sess.Stats().Spent; spent != valueOf(tSize) {

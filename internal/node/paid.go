@@ -39,6 +39,14 @@ func (b brokerAdapter) Close(ctx context.Context, channel string) error {
 	return err
 }
 
+func (b brokerAdapter) Complain(ctx context.Context, c paid.Complaint) error {
+	req := broker.ComplaintRequest{Account: c.Account, InfoHash: c.InfoHash.String(), Owed: c.Owed, Paid: c.Paid, Reason: broker.ReasonUnpaid}
+	for id, idx := range c.Channels {
+		req.Channels = append(req.Channels, broker.ChannelClaim{Channel: id, Index: idx})
+	}
+	return b.c.Complain(ctx, broker.NewIdempotencyKey(), req)
+}
+
 // Broker returns a client for the terms' broker acting as key.
 func Broker(tm *terms.Terms, key *identity.PrivateKey) (*broker.Client, error) {
 	provider := tm.Provider

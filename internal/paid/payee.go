@@ -225,39 +225,48 @@ func (s *Session) cutOffOverdue() {
 	}
 }
 
-// complaint is a signed record that an account did not pay for service.
-// Complaints are evidence for the provider; they never move money.
-type complaint struct {
-	Uploader  string    `json:"uploader"`
-	Account   string    `json:"account"`
-	InfoHash  string    `json:"info_hash"`
-	Owed      int64     `json:"owed"`
-	Paid      int64     `json:"paid"`
-	At        time.Time `json:"at"`
-	Signature string    `json:"signature"`
-}
-
+// complain files a complaint with the broker (when it takes them) and
+// keeps a local record next to the payment state. s.mu is held; the broker
+// call runs on its own goroutine.
 func (s *Session) complain(account string, st credit.AccountStatus) {
 	if s.reported[account] {
 		return
 	}
 	s.reported[account] = true
-	c := complaint{Uploader: s.account, Account: account, InfoHash: s.cfg.Torrent.InfoHash.String(), Owed: st.Owed, Paid: st.Paid, At: s.cfg.Now().UTC()}
-	body, _ := json.Marshal(c)
-	sig := s.cfg.Key.Sign(append([]byte("floodgate/complaint/v1\x00"), body...))
-	c.Signature = sig.String()
-	if s.cfg.StatePath == "" {
+	c := Complaint{Account: account, InfoHash: s.cfg.Torrent.InfoHash, Owed: st.Owed, Paid: st.Paid, Channels: map[string]int64{}}
+	for id, ch := range s.in {
+		if ch.v.Payer == account && len(c.Channels) < maxComplaintChannels {
+			c.Channels[id] = ch.lastIndex
+		}
+	}
+	if s.cfg.StatePath != "" {
+		line, _ := json.Marshal(struct {
+			Complaint
+			At time.Time `json:"at"`
+		}{c, s.cfg.Now().UTC()})
+		if f, err := os.OpenFile(s.cfg.StatePath+".complaints", os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600); err == nil {
+			f.Write(append(line, '\n'))
+			f.Close()
+		}
+	}
+	cb, ok := s.cfg.Broker.(Complainer)
+	if !ok || c.Paid >= c.Owed {
 		return
 	}
-	line, _ := json.Marshal(c)
-	f, err := os.OpenFile(s.cfg.StatePath+".complaints", os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		s.log.Error("file complaint", "err", err)
-		return
-	}
-	f.Write(append(line, '\n'))
-	f.Close()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+		defer cancel()
+		if err := cb.Complain(ctx, c); err != nil {
+			s.log.Warn("file complaint", "account", account, "err", err)
+		}
+	}()
 }
+
+// maxComplaintChannels is the most channels one complaint names (the
+// broker's limit).
+const maxComplaintChannels = 16
 
 // persistedState is what survives a crash.
 type persistedState struct {

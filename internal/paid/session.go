@@ -30,6 +30,23 @@ type Broker interface {
 	Close(ctx context.Context, channel string) error
 }
 
+// Complaint is the evidence an uploader files against an account that
+// stopped paying: what it counts as owed and paid, and the channels the
+// account paid through with the highest index received on each.
+type Complaint struct {
+	Account  string
+	InfoHash metainfo.Hash
+	Owed     int64
+	Paid     int64
+	Channels map[string]int64 // channel id -> highest index received
+}
+
+// Complainer is implemented by brokers that accept complaints. Complaints
+// are evidence for the provider; they never move money.
+type Complainer interface {
+	Complain(ctx context.Context, c Complaint) error
+}
+
 // Config configures a Session.
 type Config struct {
 	Torrent *metainfo.MetaInfo

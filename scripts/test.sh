@@ -37,8 +37,8 @@ cleanup() {
     done
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'echo "interrupted; cleaning up" >&2; exit 130' INT
+trap 'echo "terminated; cleaning up" >&2; exit 143' TERM
 
 # ---------------------------------------------------------------- Go itself
 if ! command -v go >/dev/null 2>&1; then
@@ -240,17 +240,49 @@ t0=$SECONDS
 # to another user, and a test helper needs none.)
 SUMMARY_BIN=$(mktemp /tmp/floodgate-testsummary.XXXXXX)
 CLEANUPS+=("rm -f '$SUMMARY_BIN'")
-set +e
-if go build -buildvcs=false -o "$SUMMARY_BIN" ./scripts/testsummary; then
-    go test -count=1 -timeout "$TEST_TIMEOUT" -json "${TEST_PACKAGES[@]}" 2>&1 | "$SUMMARY_BIN"
-    STATUS=("${PIPESTATUS[@]}")
-else
+# The run goes into a session of its own, in the background, so that
+# (1) this script can still act on SIGINT/SIGTERM while it runs (bash
+# defers traps until a foreground child ends), and (2) the cleanup can stop
+# the go command, the test binaries and whatever they started as one group.
+run_tests() { # summariser-or-empty
+    if [ -n "$1" ]; then
+        go test -count=1 -timeout "$TEST_TIMEOUT" -json "${TEST_PACKAGES[@]}" 2>&1 | "$1"
+    else
+        go test -count=1 -timeout "$TEST_TIMEOUT" "${TEST_PACKAGES[@]}"
+    fi
+}
+stop_group() { # pgid
+    kill -TERM -- "-$1" 2>/dev/null || return 0
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        kill -0 -- "-$1" 2>/dev/null || return 0
+        sleep 0.5
+    done
+    kill -KILL -- "-$1" 2>/dev/null || true
+}
+SUMMARISER=$SUMMARY_BIN
+if ! go build -buildvcs=false -o "$SUMMARY_BIN" ./scripts/testsummary; then
     warn "could not build scripts/testsummary; plain go test output follows"
-    go test -count=1 -timeout "$TEST_TIMEOUT" "${TEST_PACKAGES[@]}"
-    STATUS=($? 0)
+    SUMMARISER=""
 fi
-set -e
-if [ "${STATUS[0]}" -eq 0 ] && [ "${STATUS[1]}" -eq 0 ]; then
+export -f run_tests
+export TEST_TIMEOUT
+TEST_PACKAGES_LIST="${TEST_PACKAGES[*]}"
+export TEST_PACKAGES_LIST
+if command -v setsid >/dev/null 2>&1; then
+    setsid bash -o pipefail -c 'read -r -a TEST_PACKAGES <<<"$TEST_PACKAGES_LIST"; run_tests "$1"' _ "$SUMMARISER" &
+    TEST_PGID=$!
+    CLEANUPS+=("stop_group $TEST_PGID")
+    set +e
+    wait "$TEST_PGID"
+    TEST_STATUS=$?
+    set -e
+else
+    set +e
+    (set -o pipefail; run_tests "$SUMMARISER")
+    TEST_STATUS=$?
+    set -e
+fi
+if [ "$TEST_STATUS" -eq 0 ]; then
     record test ok $((SECONDS - t0))
 else
     record test FAILED $((SECONDS - t0))

@@ -80,9 +80,7 @@ func startProc(t testing.TB, dir, name string, args ...string) *proc {
 	cmd.Dir = dir
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	// A process group of its own, so that the kill reaches any children
-	// and a Ctrl-C aimed at `go test` is not what stops it first.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		t.Fatalf("starting %s: %v", name, err)
@@ -169,7 +167,7 @@ func run(t testing.TB, timeout time.Duration, dir, name string, args ...string) 
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = childAttr()
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	var buf bytes.Buffer

@@ -119,6 +119,19 @@ func TestCreateMatchesMktorrent(t *testing.T) {
 	// An exact multiple of the piece length: no short last piece.
 	exact := filepath.Join(src, "exact.bin")
 	writeRandomFile(t, exact, 2*mib, 5)
+	// Names whose order differs between sorting whole paths bytewise and
+	// sorting component by component ('-' < '.' < '/'), a hidden file,
+	// upper case before lower case, and an empty file.
+	edge := filepath.Join(src, "edge")
+	for i, f := range []struct {
+		path string
+		size int64
+	}{
+		{".hidden", 3000}, {"B_upper", 3000}, {"a", 100000}, {"empty", 0},
+		{"sub-x", 2000}, {"sub.txt", 2000}, {"sub/b", 5000},
+	} {
+		writeRandomFile(t, filepath.Join(edge, filepath.FromSlash(f.path)), f.size, uint64(200+i))
+	}
 
 	cases := []struct {
 		name    string
@@ -130,6 +143,7 @@ func TestCreateMatchesMktorrent(t *testing.T) {
 		{"single-file/exact-multiple", exact, 18},
 		{"multi-file/256KiB", multi, 18},
 		{"multi-file/32KiB", multi, 15},
+		{"multi-file/edge-names", edge, 15},
 	}
 	const announce = "http://127.0.0.1:6969/announce"
 	for _, c := range cases {

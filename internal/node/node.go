@@ -134,6 +134,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	var pay engine.Payments
 	if sess != nil {
 		pay = sess
+		var left int64
+		for i := 0; i < have.Len(); i++ {
+			if !have.Has(i) {
+				left += cfg.Torrent.Info.PieceSize(i)
+			}
+		}
+		sess.SetLeft(left)
 		if have.Full() {
 			sess.SetComplete()
 		}

@@ -5,10 +5,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/floodgate-p2p/floodgate/internal/engine"
 	"github.com/floodgate-p2p/floodgate/internal/hashchain"
 	"github.com/floodgate-p2p/floodgate/internal/identity"
+	"github.com/floodgate-p2p/floodgate/internal/terms"
 )
 
 // outChannel is a channel we opened to pay one uploader.
@@ -27,8 +29,12 @@ type payeeState struct {
 	current *outChannel
 	next    *outChannel // opened ahead so payments never wait for the broker
 	opening bool
-	failed  int
+	failed  int       // consecutive failures to open a channel
+	retryAt time.Time // no new attempt before this
 }
+
+// minChannelValue is the smallest channel worth a broker round trip.
+const minChannelValue = 16
 
 // refillBelow: when the current channel has less than this share of its
 // value left, the next one is opened in the background, so a fast
@@ -40,6 +46,7 @@ const refillBelow = 2 // i.e. less than half
 func (s *Session) Verified(piece int, from []engine.Contribution) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.left = max(0, s.left-s.cfg.Torrent.Info.PieceSize(piece))
 	price := s.cfg.Class.PricePerMiB
 	for _, c := range from {
 		ps := s.peers[c.Peer.ConnID()]
@@ -64,7 +71,6 @@ func (s *Session) payOut(account string) {
 				break
 			}
 			po.current, po.next = po.next, nil
-			p.SendExtension(message{Type: typeChannel, Voucher: po.current.voucherBytes}.encode())
 			continue
 		}
 		steps := min(ch.remaining(), due/ch.unit)
@@ -96,7 +102,7 @@ func (s *Session) ensureChannel(account string) {
 		po = &payeeState{}
 		s.out[account] = po
 	}
-	if po.opening || po.next != nil || po.failed >= 3 {
+	if po.opening || po.next != nil || s.cfg.Now().Before(po.retryAt) {
 		return
 	}
 	if po.current != nil && po.current.remaining()*refillBelow >= po.current.chain.Length() {
@@ -105,7 +111,16 @@ func (s *Session) ensureChannel(account string) {
 	if s.complete && s.tab.Due(account) == 0 {
 		return
 	}
+	// Lock no more than what is left to buy (at most ChannelValue), so a
+	// buyer with many uploaders does not tie up its balance in channels
+	// it will never use.
 	value := s.cfg.ChannelValue
+	if left, err := terms.PriceFor(s.left, s.cfg.Class.PricePerMiB); err == nil && !s.complete {
+		value = min(value, max(left+1, minChannelValue))
+	}
+	if due := s.tab.Due(account); due > value {
+		value = due
+	}
 	if s.cfg.MaxSpend > 0 {
 		left := s.cfg.MaxSpend - s.locked
 		if left <= 0 {
@@ -144,6 +159,9 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 	if err != nil {
 		s.locked -= length
 		po.failed++
+		// Back off (1 s, 2 s, 4 s … 1 min) rather than hammer the broker;
+		// a payee waiting for a channel just holds our requests meanwhile.
+		po.retryAt = s.cfg.Now().Add(min(time.Minute, time.Second<<min(po.failed-1, 6)))
 		s.payErr = fmt.Errorf("paid: open channel to %s: %w", account, err)
 		s.log.Warn("open channel", "payee", account, "err", err)
 		return
@@ -152,11 +170,14 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 	ch := &outChannel{id: v.Channel, chain: chain, voucherBytes: vb, unit: v.Unit}
 	if po.current == nil || po.current.remaining() == 0 {
 		po.current = ch
-		if p := s.connFor(account); p != nil {
-			p.SendExtension(message{Type: typeChannel, Voucher: vb}.encode())
-		}
 	} else {
 		po.next = ch
+	}
+	// Show every voucher at once: the payee counts all our channels as
+	// backing, and closes each one when it stops, so nothing we lock
+	// stays locked until expiry.
+	if p := s.connFor(account); p != nil {
+		p.SendExtension(message{Type: typeChannel, Voucher: vb}.encode())
 	}
 	s.payOut(account)
 }

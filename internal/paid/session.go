@@ -105,6 +105,7 @@ type Session struct {
 	locked   int64                  // units locked in our open channels
 	payErr   error                  // last failure to open a channel
 	complete bool
+	left     int64 // bytes still to download
 
 	// Uploader side.
 	book      *credit.Book
@@ -200,6 +201,7 @@ func NewSession(cfg Config) (*Session, error) {
 		in:       make(map[string]*inChannel),
 		reported: make(map[string]bool),
 		refused:  make(map[string]string),
+		left:     cfg.Torrent.Info.TotalLength(),
 	}
 	book, err := s.restore()
 	if err != nil {
@@ -214,6 +216,14 @@ func NewSession(cfg Config) (*Session, error) {
 
 // Account is our account id.
 func (s *Session) Account() string { return s.account }
+
+// SetLeft tells the session how much is still to download (after a resume
+// check), so channels lock no more than the rest of the purchase.
+func (s *Session) SetLeft(bytes int64) {
+	s.mu.Lock()
+	s.left = bytes
+	s.mu.Unlock()
+}
 
 // SetComplete tells the session the download finished: it stops opening
 // channels (a seeder only earns).
@@ -363,8 +373,12 @@ func (s *Session) onAuth(ps *peerState, m message) error {
 	ps.account = ps.cert.Account
 	// Debts by account survive reconnects: pay what we still owe, and
 	// re-show our open channel so the uploader can serve us at once.
-	if po := s.out[ps.account]; po != nil && po.current != nil {
-		ps.p.SendExtension(message{Type: typeChannel, Voucher: po.current.voucherBytes}.encode())
+	if po := s.out[ps.account]; po != nil {
+		for _, ch := range []*outChannel{po.current, po.next} {
+			if ch != nil && ch.remaining() > 0 {
+				ps.p.SendExtension(message{Type: typeChannel, Voucher: ch.voucherBytes}.encode())
+			}
+		}
 	}
 	s.payOut(ps.account)
 	s.ensureChannel(ps.account)

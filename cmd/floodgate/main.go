@@ -68,6 +68,7 @@ func newRootCmd() *cobra.Command {
 		newGetCmd(),
 		newTrackerCmd(),
 		newDemoCmd(),
+		newEmulateCmd(),
 	)
 	addMoneyCommands(root)
 	return root

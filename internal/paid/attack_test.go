@@ -157,6 +157,7 @@ func TestAttackSlowPayer(t *testing.T) {
 	if c.used != want {
 		t.Fatalf("slow payer paid %d, the torrent costs %d", c.used, want)
 	}
+	eventually(t, 3*time.Second, "last payment", func() bool { return seeder.status(atk.id).Paid == want })
 	seeder.close()
 	if e := seeder.sess.Stats().Earned; e != want {
 		t.Fatalf("seeder earned %d, want %d", e, want)
@@ -669,6 +670,7 @@ func TestAttackLyingBitfield(t *testing.T) {
 	if want := valueOf(tSize); spent != want || due != 0 {
 		t.Fatalf("downloader spent %d (want %d, all to the seeder), owes the liar %d", spent, want, due)
 	}
+	eventually(t, 3*time.Second, "last payment", func() bool { return seeder.status(leech.acct.id).Paid == valueOf(tSize) })
 	leech.close()
 	seeder.close()
 	if e := seeder.sess.Stats().Earned; e != valueOf(tSize) {
@@ -737,19 +739,21 @@ func TestAttackFakeUploadersLockTheDownloadersFunds(t *testing.T) {
 	bug(t, "the downloader opens a broker channel (ChannelValue, 32 MiB worth by default, locked for "+
 		"ChannelTTL = 1 h) to every account that merely authenticates (onAuth -> ensureChannel), before "+
 		"receiving a byte from it; free-to-register identities that never upload thus lock the "+
-		"downloader's balance and exhaust --max-spend, and the honest seeder can no longer be paid. "+
+		"downloader's balance and exhaust --max-spend, and the honest seeder can no longer be paid "+
+		"(capping a channel at what is left to buy shrinks each lock but not their number). "+
 		"Fix: open a channel to an uploader only once it has something we want and is sending (first "+
 		"block received, or its first invoice), and count only channels actually used against MaxSpend.")
 	s := newSwarm(t, tSize)
 	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
 	var lns []net.Listener
 	var addrs []netip.AddrPort
-	for i := 0; i < 2; i++ {
+	for i := 0; i < 4; i++ {
 		ln := listen(t)
 		lns, addrs = append(lns, ln), append(addrs, addrOf(ln))
 	}
-	// Enough for the torrent many times over, not for two idle channels.
-	leech := s.start(peerOpts{acct: s.account(100_000), peers: addrs, maxSpend: 40_000})
+	// Enough to buy the torrent three times over, but not to lock a
+	// channel to each of four uploaders that never send a byte.
+	leech := s.start(peerOpts{acct: s.account(100_000), peers: addrs, maxSpend: 3 * valueOf(tSize)})
 	var fakes []*hostile
 	for _, ln := range lns {
 		fakes = append(fakes, hostileUploader(t, s, ln, s.account(0)))

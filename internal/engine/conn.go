@@ -496,6 +496,9 @@ func (t *Torrent) fillRequests(pc *peerConn) {
 	if pc.peerChoking || !pc.amInterested || t.closed {
 		return
 	}
+	if t.pay != nil && pc.ext && !t.pay.MayRequest(pc) {
+		return
+	}
 	limit := pc.maxOut
 	if pc.snubbed {
 		limit = 1

@@ -68,6 +68,13 @@ type Payments interface {
 	// Serve is asked before a block of n bytes is queued for p and again
 	// before it is sent.
 	Serve(p Peer, n int) Verdict
+	// MayRequest says whether we may ask p for blocks now: a paid uploader
+	// serves only buyers whose payment channel it has seen, and blocks
+	// asked of it meanwhile would sit in its queue while the pieces they
+	// belong to cannot complete (and so cannot be paid for elsewhere).
+	// It is asked only for peers that speak BEP 10; the engine re-asks
+	// every second.
+	MayRequest(p Peer) bool
 	// Uploaded reports n bytes of payload sent to p. It is called from
 	// the connection's writer without the torrent lock.
 	Uploaded(p Peer, n int)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/floodgate-p2p/floodgate/internal/broker"
 	"github.com/floodgate-p2p/floodgate/internal/identity"
+	"github.com/floodgate-p2p/floodgate/internal/ledger"
 	"github.com/floodgate-p2p/floodgate/internal/paid"
 	"github.com/floodgate-p2p/floodgate/internal/terms"
 )
@@ -20,6 +21,9 @@ type brokerAdapter struct{ c *broker.Client }
 
 func (b brokerAdapter) Open(ctx context.Context, idemKey, payee string, root identity.Digest, length, unit int64, expiry time.Time) (identity.Voucher, error) {
 	resp, err := b.c.OpenChannel(ctx, idemKey, broker.OpenRequest{Payee: payee, Root: root, Length: length, Unit: unit, Expiry: expiry})
+	if errors.Is(err, ledger.ErrInsufficientFunds) {
+		return identity.Voucher{}, fmt.Errorf("%w: %w", paid.ErrInsufficientFunds, err)
+	}
 	if err != nil {
 		return identity.Voucher{}, err
 	}

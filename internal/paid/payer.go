@@ -31,6 +31,7 @@ type payeeState struct {
 	opening bool
 	failed  int       // consecutive failures to open a channel
 	retryAt time.Time // no new attempt before this
+	shrink  uint      // halvings of the channel value after "insufficient funds"
 }
 
 // minChannelValue is the smallest channel worth a broker round trip.
@@ -40,6 +41,27 @@ const minChannelValue = 16
 // value left, the next one is opened in the background, so a fast
 // download never stalls on the broker.
 const refillBelow = 2 // i.e. less than half
+
+// MayRequest implements engine.Payments: ask a paid uploader for blocks
+// only once it holds a channel from us with value left.
+func (s *Session) MayRequest(p engine.Peer) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := s.peers[p.ConnID()]
+	switch {
+	case ps == nil || (!ps.plain && !ps.authed):
+		return false // still authenticating
+	case ps.plain || s.cfg.Class.PricePerMiB == 0:
+		return true
+	}
+	po := s.out[ps.account]
+	return po != nil && ((po.current != nil && po.current.remaining() > 0) || (po.next != nil && po.next.remaining() > 0))
+}
+
+// ErrInsufficientFunds is what a Broker's Open returns (wrapped) when the
+// payer's balance cannot cover the channel; the session then tries a
+// smaller one.
+var ErrInsufficientFunds = errors.New("paid: insufficient funds")
 
 // Verified implements engine.Payments: pay each contributor of a verified
 // piece for its bytes (pay after verify).
@@ -114,9 +136,15 @@ func (s *Session) ensureChannel(account string) {
 	// Lock no more than what is left to buy (at most ChannelValue), so a
 	// buyer with many uploaders does not tie up its balance in channels
 	// it will never use.
+	// Half of what is left per uploader: with several uploaders the locks
+	// stay within the purchase, and the channel is topped up as it runs
+	// low anyway.
 	value := s.cfg.ChannelValue
 	if left, err := terms.PriceFor(s.left, s.cfg.Class.PricePerMiB); err == nil && !s.complete {
-		value = min(value, max(left+1, minChannelValue))
+		value = min(value, max(left/2+1, minChannelValue))
+	}
+	if po.shrink > 0 {
+		value = max(minChannelValue, value>>po.shrink)
 	}
 	if due := s.tab.Due(account); due > value {
 		value = due
@@ -156,6 +184,14 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	po.opening = false
+	if errors.Is(err, ErrInsufficientFunds) && length > minChannelValue {
+		// Other channels hold the rest of the balance: try half as much.
+		s.locked -= length
+		po.shrink++
+		s.payErr = fmt.Errorf("paid: open channel to %s: %w", account, err)
+		s.ensureChannel(account)
+		return
+	}
 	if err != nil {
 		s.locked -= length
 		po.failed++

@@ -61,6 +61,7 @@ func TestAttackNonPayer(t *testing.T) {
 	if h.got == 0 || valueOf(h.got) > win+slack {
 		t.Fatalf("non-payer got %d bytes (%d units); window %d units", h.got, valueOf(h.got), win)
 	}
+	t.Logf("non-payer took %d units before being held (window %d, writer gap up to %d)", valueOf(h.got), win, slack)
 	if _, ok := h.lastFG(typeInvoice); !ok {
 		t.Fatal("a held peer was never invoiced")
 	}
@@ -879,5 +880,40 @@ func TestAttackMalformedExtensionMessages(t *testing.T) {
 	leech.waitDone(20 * time.Second)
 	if spent := leech.sess.Stats().Spent; spent != valueOf(tSize) {
 		t.Fatalf("honest downloader paid %d, want %d", spent, valueOf(tSize))
+	}
+}
+
+func TestAttackImpersonateTheUploaderToStealPayments(t *testing.T) {
+	s := newSwarm(t, tSize)
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
+	ln := listen(t)
+	leech := s.start(peerOpts{acct: s.account(100_000), peers: []netip.AddrPort{addrOf(ln)}})
+	// The thief shows the seeder's certificate to the downloader, hoping
+	// to be paid for the seeder's account, and signs with its own key.
+	thief := s.account(0)
+	h := s.accept(ln, thief)
+	h.handshake(seeder.acct.cert, "gold")
+	h.pump(2*time.Second, func() bool { _, ok := h.lastFG(typeAuth); return ok })
+	h.sendFG(message{Type: typeAuth, Sig: h.authSig(thief.key)})
+	h.send(wire.Message{ID: wire.HaveAll})
+	h.send(wire.Message{ID: wire.Unchoke})
+	if !h.waitClosed(3 * time.Second) {
+		t.Fatal("the downloader kept talking to an impersonator")
+	}
+	if _, ok := h.lastFG(typeChannel); ok {
+		t.Fatal("the downloader showed a voucher to an impersonator")
+	}
+	if _, ok := h.lastFG(typePay); ok {
+		t.Fatal("the downloader paid an impersonator")
+	}
+	leech.tor.AddPeers(seeder.addr())
+	leech.waitDone(20 * time.Second)
+	eventually(t, 3*time.Second, "last payment", func() bool { return seeder.status(leech.acct.id).Paid == valueOf(tSize) })
+	seeder.close()
+	if e := seeder.sess.Stats().Earned; e != valueOf(tSize) {
+		t.Fatalf("seeder earned %d, want %d", e, valueOf(tSize))
+	}
+	if b := s.balance(thief.id); b != 0 {
+		t.Fatalf("thief's balance %d", b)
 	}
 }

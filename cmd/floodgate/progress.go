@@ -9,6 +9,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/floodgate-p2p/floodgate/internal/engine"
+	"github.com/floodgate-p2p/floodgate/internal/paid"
 	"github.com/floodgate-p2p/floodgate/internal/units"
 )
 
@@ -68,4 +69,21 @@ func formatETA(d time.Duration) string {
 		return fmt.Sprintf("%d:%02d:%02d", h, m, s)
 	}
 	return fmt.Sprintf("%d:%02d", m, s)
+}
+
+// showSeed draws a seeder's line: what it uploaded and, for a paid torrent,
+// what it earned (redeemed) and holds (received, not yet redeemed).
+func (p *progressLine) showSeed(s engine.Stats, pay *paid.Session) {
+	if !p.enabled {
+		return
+	}
+	line := fmt.Sprintf("seeding  uploaded %s  up %s  peers %d", units.FormatBytes(s.Uploaded), units.FormatRate(s.UploadRate), s.Peers)
+	if pay != nil {
+		st := pay.Stats()
+		line += fmt.Sprintf("  earned %d (+%d pending)", st.Earned, st.Pending)
+	}
+	if len(line) > p.width-1 {
+		line = line[:p.width-1]
+	}
+	fmt.Fprintf(p.w, "\r\x1b[K%s", line)
 }

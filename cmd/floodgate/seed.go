@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -70,7 +72,19 @@ the torrent is refused with a message saying how much is wrong.
 			if p := n.Payments(); p != nil {
 				fmt.Fprintf(cmd.OutOrStdout(), "paid torrent: earning as account %s via %s\n", p.Account(), n.Terms().Broker)
 			}
-			<-cmd.Context().Done()
+			bar := newProgressLine(os.Stderr)
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+		wait:
+			for {
+				select {
+				case <-cmd.Context().Done():
+					break wait
+				case <-tick.C:
+					bar.showSeed(n.Torrent().Stats(), n.Payments())
+				}
+			}
+			bar.done()
 			s := n.Torrent().Stats()
 			if err := n.Close(); err != nil {
 				return err

@@ -741,7 +741,7 @@ func TestAttackFakeUploadersLockTheDownloadersFunds(t *testing.T) {
 		"ChannelTTL = 1 h) to every account that merely authenticates (onAuth -> ensureChannel), before "+
 		"receiving a byte from it; free-to-register identities that never upload thus lock the "+
 		"downloader's balance and exhaust --max-spend, and the honest seeder can no longer be paid "+
-		"(capping a channel at what is left to buy shrinks each lock but not their number). "+
+		"(capping or halving each channel by what is left to buy shrinks each lock, not their number). "+
 		"Fix: open a channel to an uploader only once it has something we want and is sending (first "+
 		"block received, or its first invoice), and count only channels actually used against MaxSpend.")
 	s := newSwarm(t, tSize)

@@ -22,9 +22,14 @@ import (
 // queue ourselves so fast links stay full: at 1 GB/s and 0.1 ms RTT the
 // bandwidth-delay product is small, but disk and scheduling hiccups are not.
 const (
-	defaultPeerReqq = 250
-	maxOutstanding  = 1024
-	ourReqq         = 2048
+	// initialOutstanding is a new peer's pipeline depth; it grows by one
+	// per block delivered, doubling each round trip, so a peer that takes
+	// requests and never answers ties up a handful of blocks, not
+	// hundreds, while a fast peer reaches full depth within megabytes.
+	initialOutstanding = 8
+	defaultPeerReqq    = 250
+	maxOutstanding     = 1024
+	ourReqq            = 2048
 	// maxRequestLength bounds a block a peer may ask for; BEP 3 clients use
 	// 16 KiB and some allow up to 128 KiB.
 	maxRequestLength = 128 << 10
@@ -59,7 +64,8 @@ type peerConn struct {
 	peerChoking    bool
 	peerInterested bool
 	outstanding    map[picker.Block]struct{}
-	maxOut         int
+	maxOut         int // current pipeline depth: grows by one per block received (slow start)
+	peerReqq       int // the peer's advertised queue, which maxOut never exceeds
 	lastBlock      time.Time
 	snubbed        bool
 	clientName     string
@@ -143,7 +149,8 @@ func (t *Torrent) addConn(nc net.Conn, hs wire.Handshake, out bool) {
 		amChoking:   true,
 		peerChoking: true,
 		outstanding: make(map[picker.Block]struct{}),
-		maxOut:      defaultPeerReqq,
+		maxOut:      initialOutstanding,
+		peerReqq:    defaultPeerReqq,
 		lastBlock:   now,
 		connectedAt: now,
 		wake:        make(chan struct{}, 1),
@@ -369,7 +376,8 @@ func (pc *peerConn) onExtendedHandshake(payload []byte) error {
 		return nil
 	}
 	if hs.Reqq > 0 {
-		pc.maxOut = min(hs.Reqq, maxOutstanding)
+		pc.peerReqq = min(hs.Reqq, maxOutstanding)
+		pc.maxOut = min(pc.maxOut, pc.peerReqq)
 	}
 	pc.clientName = hs.V
 	id, ok := hs.ID(ExtensionName)
@@ -433,6 +441,9 @@ func (pc *peerConn) onPiece(m wire.Message) error {
 		delete(pc.outstanding, b)
 		pc.lastBlock = time.Now()
 		pc.snubbed = false
+		if pc.maxOut < pc.peerReqq {
+			pc.maxOut++
+		}
 	}
 	pc.down.Add(len(m.Payload))
 	fresh, complete := t.picker.Received(b)

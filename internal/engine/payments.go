@@ -75,9 +75,19 @@ type Payments interface {
 	// It is asked only for peers that speak BEP 10; the engine re-asks
 	// every second.
 	MayRequest(p Peer) bool
+	// Charge is asked right before a block of n bytes is handed to p's
+	// writer: it records the block's value against p (so approvals cannot
+	// outrun the credit window while blocks sit in the writer) and
+	// reports false when p may not have it now, in which case the block
+	// goes back to the queue and p is held until it pays.
+	Charge(p Peer, n int) bool
 	// Uploaded reports n bytes of payload sent to p. It is called from
 	// the connection's writer without the torrent lock.
 	Uploaded(p Peer, n int)
+	// Banned reports that p was disconnected for good for misbehaviour
+	// (e.g. data that failed its hash), so the plug-in can refuse its
+	// identity too: a peer ID is chosen freely, an account is not.
+	Banned(p Peer, reason string)
 	// Verified reports a piece that passed its hash check and who sent
 	// its bytes (pay-after-verify).
 	Verified(piece int, from []Contribution)

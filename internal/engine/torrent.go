@@ -458,6 +458,19 @@ const maxStrikes = 3
 func (t *Torrent) ban(pc *peerConn, reason string) {
 	t.banned[pc.peerID] = reason
 	t.log.info("banned peer", "peer", pc.addr, "reason", reason)
+	// Drop what it contributed to unfinished pieces: honest peers must
+	// not complete (and go unpaid for) pieces that hold a liar's data.
+	for i, pb := range t.pieces {
+		for k, from := range pb.from {
+			if from == pc {
+				pb.from[k] = nil
+				t.picker.Forget(t.picker.BlockAt(i, k))
+			}
+		}
+	}
+	if t.pay != nil {
+		t.pay.Banned(pc, reason)
+	}
 	pc.nc.Close()
 }
 

@@ -46,6 +46,11 @@ func (t *Torrent) enqueueUpload(pc *peerConn, b picker.Block) error {
 
 var errQueueFull = errors.New("upload queue full")
 
+// recheckHeld is how often an idle uploader re-asks whether held peers may
+// be served: credit can free up without a payment from that peer (another
+// account is cut off and its debt leaves the shared exposure cap).
+const recheckHeld = 250 * time.Millisecond
+
 // writerFreed records that pc's writer has room again: the scheduler sets
 // aside peers whose connection is full until told so.
 func (t *Torrent) writerFreed(pc *peerConn) {
@@ -78,6 +83,8 @@ func (t *Torrent) uploadLoop() {
 		return t.pay == nil || t.pay.Serve(pc, wire.BlockSize) == Serve
 	}
 	var freed []uint64
+	recheck := time.NewTimer(recheckHeld)
+	defer recheck.Stop()
 	for {
 		t.freedMu.Lock()
 		freed, t.freed = t.freed, freed[:0]
@@ -90,12 +97,29 @@ func (t *Torrent) uploadLoop() {
 		target := t.byConnID[uint64(id)]
 		t.mu.Unlock()
 		if !ok || target == nil {
+			// Held peers (over credit, full writers) are rechecked on
+			// Wake and, as a safety net, every recheckHeld.
+			recheck.Reset(recheckHeld)
 			select {
 			case <-t.uploadWake:
-				continue
+			case <-recheck.C:
+				t.mu.Lock()
+				for id := range t.byConnID {
+					t.sched.Wake(scheduler.PeerID(id))
+				}
+				t.mu.Unlock()
 			case <-t.ctx.Done():
 				return
 			}
+			continue
+		}
+		if t.pay != nil && !t.pay.Charge(target, int(r.Length)) {
+			// Over its credit now: requeue; ready() holds the peer
+			// until it pays and Wake is called.
+			t.mu.Lock()
+			_ = t.sched.Enqueue(id, r)
+			t.mu.Unlock()
+			continue
 		}
 		if l := t.c.upLimit; l != nil {
 			if err := l.WaitN(t.ctx, int(r.Length)); err != nil {

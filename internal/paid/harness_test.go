@@ -37,12 +37,13 @@ const (
 )
 
 // testCredit is a small credit policy, so that what an attacker can take
-// is a few blocks, not megabytes: a new account may owe four blocks, a
-// reliable payer up to sixteen, all accounts together thirty-two and the
-// fresh ones twelve.
+// is a few blocks, not megabytes: a new account may owe eight blocks (two
+// pieces: pay-after-verify needs at least a piece of credit to make
+// progress), a reliable payer up to sixteen, all accounts together
+// thirty-two and the fresh ones twelve.
 func testCredit() credit.Config {
 	return credit.Config{
-		InitialWindow:    4 * blockUnits,
+		InitialWindow:    8 * blockUnits,
 		MaxWindow:        16 * blockUnits,
 		MaxExposure:      32 * blockUnits,
 		MaxFreshExposure: 12 * blockUnits,

@@ -26,6 +26,11 @@ type inChannel struct {
 
 func (c *inChannel) unspent() int64 { return (c.v.Length - c.lastIndex) * c.v.Unit }
 
+// live reports whether payments on the channel are still worth serving
+// for: close to its expiry a payment might not be redeemed in time, and
+// after expiry plus the broker's grace the rest goes back to the payer.
+func (c *inChannel) live(now time.Time) bool { return now.Before(c.v.Expiry.Add(-expiryMargin)) }
+
 const (
 	// minVoucherLife: a voucher that expires sooner cannot be redeemed
 	// safely after the payments it will carry, so it is refused.
@@ -35,6 +40,10 @@ const (
 	maxStep = 1 << 16
 	// invoiceEvery spaces out payment reminders to a held peer.
 	invoiceEvery = 2 * time.Second
+	// expiryMargin: payments on a channel this close to its expiry are
+	// refused (payers switch to a new channel well before, see
+	// payMargin), so every accepted payment can be redeemed in time.
+	expiryMargin = time.Minute
 )
 
 func (s *Session) onChannel(ps *peerState, m message) error {
@@ -67,6 +76,9 @@ func (s *Session) onPay(ps *peerState, m message) error {
 	if m.Index > ch.v.Length {
 		return fmt.Errorf("payment index %d beyond chain length %d", m.Index, ch.v.Length)
 	}
+	if !ch.live(s.cfg.Now()) {
+		return fmt.Errorf("payment on channel %s, which expires at %v", m.Channel, ch.v.Expiry)
+	}
 	pre := [32]byte(m.Preimage)
 	if err := hashchain.Verify(ch.lastPreimage, ch.lastIndex, pre, m.Index, maxStep); err != nil {
 		return fmt.Errorf("payment: %w", err)
@@ -77,7 +89,11 @@ func (s *Session) onPay(ps *peerState, m message) error {
 	if err := s.book.Paid(ps.account, units, s.cfg.Now()); err != nil {
 		return err
 	}
-	delete(s.refused, ps.account)
+	if s.banned[ps.account] == "" && s.refused[ps.account] != "" {
+		// Paying up lifts a refusal for debt (not a ban).
+		delete(s.refused, ps.account)
+		s.book.Unblock(ps.account)
+	}
 	ps.p.Wake()
 	return nil
 }
@@ -101,7 +117,11 @@ func (s *Session) Serve(p engine.Peer, n int) engine.Verdict {
 	case ps.class.PricePerMiB == 0:
 		return engine.Serve
 	}
-	if s.backing(ps.account) <= 0 {
+	// A newcomer gets its first credit window before showing a channel:
+	// its downloader opens one only once we have delivered (so identities
+	// that never upload cannot lock its funds). After that, service needs
+	// channel value left beyond what it owes.
+	if s.hasChannel(ps.account) && s.backing(ps.account) <= 0 {
 		return s.hold(ps, "no payment channel with value left")
 	}
 	now := s.cfg.Now()
@@ -115,12 +135,23 @@ func (s *Session) Serve(p engine.Peer, n int) engine.Verdict {
 	}
 }
 
+// hasChannel reports whether the account ever showed us a channel.
+func (s *Session) hasChannel(account string) bool {
+	for _, ch := range s.in {
+		if ch.v.Payer == account {
+			return true
+		}
+	}
+	return false
+}
+
 // backing is what the account's channels can still pay us beyond what it
 // already owes: serving past it would be credit the broker does not cover.
 func (s *Session) backing(account string) int64 {
 	var unspent int64
+	now := s.cfg.Now()
 	for _, ch := range s.in {
-		if ch.v.Payer == account && !ch.closed {
+		if ch.v.Payer == account && !ch.closed && ch.live(now) {
 			unspent += ch.unspent()
 		}
 	}
@@ -138,19 +169,45 @@ func (s *Session) hold(ps *peerState, why string) engine.Verdict {
 	return engine.Hold
 }
 
-// Uploaded implements engine.Payments: the value of what we sent accrues
-// to the peer's account.
-func (s *Session) Uploaded(p engine.Peer, n int) {
+// Charge implements engine.Payments: the same decision as Serve, and on
+// yes the block's value is booked at once (before it is written), so the
+// blocks waiting in writers count against the window too.
+func (s *Session) Charge(p engine.Peer, n int) bool {
+	if s.Serve(p, n) != engine.Serve {
+		return false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ps := s.peers[p.ConnID()]
 	if ps == nil || !ps.authed || ps.class.PricePerMiB == 0 {
-		return
+		return true // plain (free mode) or free class: nothing to book
 	}
 	if err := s.book.Served(ps.account, int64(n), ps.class.PricePerMiB, s.cfg.Now()); err != nil {
 		s.log.Error("credit book", "account", ps.account, "err", err)
+		return false
 	}
 	s.dirty = true
+	return true
+}
+
+// Uploaded implements engine.Payments. Value is booked by Charge; nothing
+// more to do once the bytes are on the wire.
+func (s *Session) Uploaded(p engine.Peer, n int) {}
+
+// Banned implements engine.Payments: the account behind a banned
+// connection is refused from now on, whatever peer ID it comes back with.
+func (s *Session) Banned(p engine.Peer, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := s.peers[p.ConnID()]
+	if ps == nil || !ps.authed {
+		return
+	}
+	s.banned[ps.account] = reason
+	s.refused[ps.account] = "banned: " + reason
+	if err := s.book.Block(ps.account); err != nil {
+		s.log.Warn("block account", "account", ps.account, "err", err)
+	}
 }
 
 // redeemLoop redeems earnings, cuts off overdue accounts and persists state.
@@ -215,6 +272,12 @@ func (s *Session) cutOffOverdue() {
 		}
 		st := s.book.Status(account)
 		s.refused[account] = fmt.Sprintf("unpaid %d units for %s", st.Unpaid, s.cfg.OverdueAfter)
+		// Blocking moves the debt out of the shared exposure caps, so
+		// non-payers cannot freeze service for newcomers.
+		if err := s.book.Block(account); err != nil {
+			s.log.Warn("block account", "account", account, "err", err)
+		}
+		defer s.wakeAll()
 		s.log.Warn("account stopped paying; service refused", "account", account, "unpaid", st.Unpaid)
 		for _, ps := range s.peers {
 			if ps.account == account && ps.p != nil {
@@ -222,6 +285,15 @@ func (s *Session) cutOffOverdue() {
 			}
 		}
 		s.complain(account, st)
+	}
+}
+
+// wakeAll lets every held peer be reconsidered (credit was freed).
+func (s *Session) wakeAll() {
+	for _, ps := range s.peers {
+		if ps.p != nil {
+			ps.p.Wake()
+		}
 	}
 }
 

@@ -20,9 +20,20 @@ type outChannel struct {
 	voucherBytes []byte
 	unit         int64
 	used         int64 // highest index revealed
+	expiry       time.Time
 }
 
 func (c *outChannel) remaining() int64 { return c.chain.Length() - c.used }
+
+// payMargin: we stop paying on a channel this long before it expires and
+// use a new one, so the payee (which refuses payments within
+// expiryMargin of expiry) always has time to redeem.
+const payMargin = 10 * time.Minute
+
+// usable reports whether the channel can still carry payments at now.
+func (c *outChannel) usable(now time.Time) bool {
+	return c != nil && c.remaining() > 0 && now.Before(c.expiry.Add(-payMargin))
+}
 
 // payeeState is everything we do to pay one uploader account.
 type payeeState struct {
@@ -32,7 +43,11 @@ type payeeState struct {
 	failed  int       // consecutive failures to open a channel
 	retryAt time.Time // no new attempt before this
 	shrink  uint      // halvings of the channel value after "insufficient funds"
+	grant   int64     // size of the next channel before other limits
 }
+
+// firstChannelBytes is what the first channel to a new uploader buys.
+const firstChannelBytes = 4 << 20
 
 // minChannelValue is the smallest channel worth a broker round trip.
 const minChannelValue = 16
@@ -42,20 +57,16 @@ const minChannelValue = 16
 // download never stalls on the broker.
 const refillBelow = 2 // i.e. less than half
 
-// MayRequest implements engine.Payments: ask a paid uploader for blocks
-// only once it holds a channel from us with value left.
+// MayRequest implements engine.Payments: any peer that finished
+// authenticating (or is plain). A paid uploader serves a newcomer its
+// first credit window without a channel; we open one once it delivered
+// (payOut after the first verified piece, or its invoice), so identities
+// that never upload cannot lock our funds.
 func (s *Session) MayRequest(p engine.Peer) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ps := s.peers[p.ConnID()]
-	switch {
-	case ps == nil || (!ps.plain && !ps.authed):
-		return false // still authenticating
-	case ps.plain || s.cfg.Class.PricePerMiB == 0:
-		return true
-	}
-	po := s.out[ps.account]
-	return po != nil && ((po.current != nil && po.current.remaining() > 0) || (po.next != nil && po.next.remaining() > 0))
+	return ps != nil && (ps.plain || ps.authed)
 }
 
 // ErrInsufficientFunds is what a Broker's Open returns (wrapped) when the
@@ -88,7 +99,7 @@ func (s *Session) payOut(account string) {
 	p := s.connFor(account)
 	for due > 0 && po != nil && p != nil {
 		ch := po.current
-		if ch == nil || ch.remaining() == 0 {
+		if !ch.usable(s.cfg.Now()) {
 			if po.next == nil {
 				break
 			}
@@ -121,17 +132,18 @@ func (s *Session) ensureChannel(account string) {
 	}
 	po := s.out[account]
 	if po == nil {
-		po = &payeeState{}
+		first, _ := terms.PriceFor(firstChannelBytes, s.cfg.Class.PricePerMiB)
+		po = &payeeState{grant: max(first, minChannelValue)}
 		s.out[account] = po
 	}
 	if po.opening || po.next != nil || s.cfg.Now().Before(po.retryAt) {
 		return
 	}
-	if po.current != nil && po.current.remaining()*refillBelow >= po.current.chain.Length() {
+	if po.current.usable(s.cfg.Now()) && po.current.remaining()*refillBelow >= po.current.chain.Length() {
 		return
 	}
-	if s.complete && s.tab.Due(account) == 0 {
-		return
+	if (s.complete || s.left == 0) && s.tab.Due(account) == 0 {
+		return // nothing more to buy: a seeder only earns
 	}
 	// Lock no more than what is left to buy (at most ChannelValue), so a
 	// buyer with many uploaders does not tie up its balance in channels
@@ -143,6 +155,10 @@ func (s *Session) ensureChannel(account string) {
 	if left, err := terms.PriceFor(s.left, s.cfg.Class.PricePerMiB); err == nil && !s.complete {
 		value = min(value, max(left/2+1, minChannelValue))
 	}
+	// Start small with an uploader we have not paid yet and double with
+	// each channel it fills: an identity that never delivers ties up
+	// little, a good uploader soon gets full-size channels.
+	value = min(value, max(minChannelValue, po.grant))
 	if po.shrink > 0 {
 		value = max(minChannelValue, value>>po.shrink)
 	}
@@ -203,8 +219,9 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 		return
 	}
 	po.failed = 0
-	ch := &outChannel{id: v.Channel, chain: chain, voucherBytes: vb, unit: v.Unit}
-	if po.current == nil || po.current.remaining() == 0 {
+	po.grant = min(s.cfg.ChannelValue, 2*max(po.grant, length))
+	ch := &outChannel{id: v.Channel, chain: chain, voucherBytes: vb, unit: v.Unit, expiry: v.Expiry}
+	if !po.current.usable(s.cfg.Now()) {
 		po.current = ch
 	} else {
 		po.next = ch

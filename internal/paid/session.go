@@ -112,6 +112,7 @@ type Session struct {
 	in        map[string]*inChannel // by channel id
 	earned    int64                 // redeemed so far
 	reported  map[string]bool       // accounts we filed a complaint about
+	banned    map[string]string     // accounts banned for bad data
 	refused   map[string]string     // accounts cut off, with the reason
 	dirty     bool
 	closeOnce sync.Once
@@ -200,6 +201,7 @@ func NewSession(cfg Config) (*Session, error) {
 		out:      make(map[string]*payeeState),
 		in:       make(map[string]*inChannel),
 		reported: make(map[string]bool),
+		banned:   make(map[string]string),
 		refused:  make(map[string]string),
 		left:     cfg.Torrent.Info.TotalLength(),
 	}
@@ -318,6 +320,9 @@ func (s *Session) PeerHandshake(p engine.Peer, hs *wire.ExtendedHandshake, suppo
 	if cert.Key == s.cfg.Key.Public() {
 		return errors.New("peer shows our own certificate")
 	}
+	if why := s.banned[cert.Account]; why != "" {
+		return fmt.Errorf("account %s is banned: %s", cert.Account, why)
+	}
 	cls, err := s.cfg.Terms.Class(string(class))
 	if err != nil {
 		return fmt.Errorf("handshake class: %w", err)
@@ -369,6 +374,9 @@ func (s *Session) onAuth(ps *peerState, m message) error {
 	if !ps.cert.Key.Verify(msg, sig) {
 		return errors.New("authentication signature does not verify")
 	}
+	if why := s.banned[ps.cert.Account]; why != "" {
+		return fmt.Errorf("account %s is banned: %s", ps.cert.Account, why)
+	}
 	ps.authed = true
 	ps.account = ps.cert.Account
 	// Debts by account survive reconnects: pay what we still owe, and
@@ -380,8 +388,9 @@ func (s *Session) onAuth(ps *peerState, m message) error {
 			}
 		}
 	}
+	// No channel is opened here: only once we want blocks from this peer
+	// (MayRequest), so identities that never upload cannot lock our funds.
 	s.payOut(ps.account)
-	s.ensureChannel(ps.account)
 	ps.p.Wake()
 	return nil
 }

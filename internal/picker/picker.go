@@ -383,6 +383,20 @@ func (p *Picker) Received(b Block) (fresh, complete bool) {
 	return true, pp.received == len(pp.blocks)
 }
 
+// Forget marks a received block of an unfinished piece as missing again,
+// so it is fetched anew: the engine calls it for the blocks a banned peer
+// sent, so that honest peers never complete (and are never left unpaid
+// for) pieces that hold a liar's data.
+func (p *Picker) Forget(b Block) {
+	pp, k := p.lookup(b)
+	if pp == nil || !pp.blocks[k].received {
+		return
+	}
+	pp.blocks[k].received = false
+	pp.received--
+	p.dropIfIdle(int(b.Piece), pp)
+}
+
 // lookup finds the state of a block that exactly matches the piece's block
 // grid; anything else (odd offsets or lengths) is not ours.
 func (p *Picker) lookup(b Block) (*partial, int) {

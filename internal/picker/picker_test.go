@@ -134,3 +134,18 @@ func TestPickUntilDone(t *testing.T) {
 		t.Fatal("a finished picker wants nothing")
 	}
 }
+
+func TestForgetRefetchesABlock(t *testing.T) {
+	p := newPicker(1, 2*BlockSize, 2*BlockSize)
+	reqs := p.Pick(full(1), 10, nil, nil)
+	p.Received(reqs[0])
+	p.Forget(reqs[0])
+	p.Forget(reqs[0]) // twice is harmless
+	if _, done := p.Received(reqs[1]); done {
+		t.Fatal("piece complete although a forgotten block is missing")
+	}
+	again := p.Pick(full(1), 10, nil, nil)
+	if len(again) != 1 || again[0] != reqs[0] {
+		t.Fatalf("want the forgotten block again, got %+v", again)
+	}
+}

@@ -22,6 +22,10 @@ type Peer interface {
 	ConnID() uint64
 	// Addr is the peer's address.
 	Addr() netip.AddrPort
+	// LocalAddr is our end of the connection.
+	LocalAddr() netip.AddrPort
+	// Outgoing reports whether we dialed the peer (else it dialed us).
+	Outgoing() bool
 	// SendExtension sends payload as a Floodgate extension message; it
 	// reports false when the peer did not advertise the extension.
 	SendExtension(payload []byte) bool
@@ -100,6 +104,15 @@ func (pc *peerConn) ConnID() uint64 { return pc.id }
 
 // Addr implements Peer.
 func (pc *peerConn) Addr() netip.AddrPort { return pc.addr }
+
+// LocalAddr implements Peer.
+func (pc *peerConn) LocalAddr() netip.AddrPort {
+	ap, _ := netip.ParseAddrPort(pc.nc.LocalAddr().String())
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// Outgoing implements Peer.
+func (pc *peerConn) Outgoing() bool { return pc.out }
 
 // SendExtension implements Peer.
 func (pc *peerConn) SendExtension(payload []byte) bool {

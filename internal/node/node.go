@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/floodgate-p2p/floodgate/internal/broker"
 	"github.com/floodgate-p2p/floodgate/internal/credit"
@@ -65,6 +66,10 @@ type Config struct {
 	OnTrackerError func(url string, err error)
 	// Logger receives engine events; nil discards them.
 	Logger *slog.Logger
+
+	// externalIP is our public address as the tracker last reported it
+	// (BEP 24); the payment session accepts peers' proofs made for it.
+	externalIP *atomic.Value
 }
 
 // Node is a running peer.
@@ -90,6 +95,7 @@ var ErrIncomplete = errors.New("data does not match the torrent")
 // Start opens the data, checks what is already there, and starts serving
 // and (unless complete) downloading.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
+	cfg.externalIP = new(atomic.Value)
 	info := &cfg.Torrent.Info
 	mode := storage.ReadWrite
 	if cfg.Seed {
@@ -191,6 +197,11 @@ func (n *Node) startAnnouncer(ctx context.Context, tiers [][]string) {
 			return tracker.State{Uploaded: s.Uploaded, Downloaded: s.Downloaded, Left: s.Left}
 		},
 		OnPeers: func(peers []netip.AddrPort) { t.AddPeers(peers...) },
+		OnResponse: func(_ string, resp *tracker.AnnounceResponse) {
+			if resp.ExternalIP.IsValid() {
+				n.cfg.externalIP.Store(resp.ExternalIP)
+			}
+		},
 		OnError: n.cfg.OnTrackerError,
 	})
 	t.OnComplete(n.ann.Completed)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/floodgate-p2p/floodgate/internal/broker"
@@ -98,6 +99,12 @@ func startPayments(ctx context.Context, cfg Config, tm *terms.Terms) (*paid.Sess
 		MaxSpend:  cfg.MaxSpend,
 		StatePath: cfg.StatePath,
 		Logger:    logger,
+		ExternalIPs: func() []netip.Addr {
+			if ip, ok := cfg.externalIP.Load().(netip.Addr); ok && ip.IsValid() {
+				return []netip.Addr{ip}
+			}
+			return nil
+		},
 	})
 	if err != nil {
 		return nil, nil, err

@@ -414,7 +414,7 @@ func TestAttackImpersonationWithoutTheKey(t *testing.T) {
 		func(h *hostile) []byte { return h.authSig(atk.key) },
 		func(h *hostile) []byte { return make([]byte, 64) },
 		func(h *hostile) []byte { // the victim's genuine proof, for another session
-			s := victim.key.Sign(authMessage(h.s.mi.InfoHash, newNonce(), h.nonce, h.theirCert.Key, victim.key.Public()))
+			s := victim.key.Sign(authMessage(h.s.mi.InfoHash, newNonce(), h.nonce, h.theirCert.Key, victim.key.Public(), h.remote(), h.dialed))
 			return s[:]
 		},
 	} {
@@ -439,14 +439,9 @@ func TestAttackImpersonationWithoutTheKey(t *testing.T) {
 }
 
 func TestAttackImpersonationByRelay(t *testing.T) {
-	bug(t, "a peer signs its auth proof as soon as it sees a valid certificate, before the other side "+
-		"proved anything; the proof binds both nonces and both keys but nothing of the connection, so "+
-		"an ordinary peer M can relay it: M shows seeder S's certificate and S's nonce to victim V, V "+
-		"signs (infohash, N_S, N_V, S, V), and M presents V's certificate, N_V and that signature to "+
-		"S, which then serves M on V's credit and channels; V never pays for it, is found overdue and "+
-		"cut off. Fix (protocol): bind the proof to the connection (e.g. an ephemeral X25519 exchange "+
-		"in the handshake whose shared secret is signed and then MACs the payment messages), or at "+
-		"least have a peer sign only after the other side proved its key, with the dialer proving first.")
+	// M shows seeder S's certificate and nonce to victim V and relays V's
+	// proof to S. The proof names the address V reached (M's), so S, which
+	// checks it against its own addresses, refuses it.
 	s := newSwarm(t, tSize)
 	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
 	victim := s.account(100_000)

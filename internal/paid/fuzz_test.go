@@ -63,7 +63,13 @@ func (p *fakePeer) SendExtension(b []byte) bool {
 	return true
 }
 func (p *fakePeer) Close() {}
-func (p *fakePeer) Wake()  {}
+
+// fakeLocal is our end of the fake connection; the peer dialed us there.
+var fakeLocal = netip.MustParseAddrPort("127.0.0.1:7000")
+
+func (p *fakePeer) LocalAddr() netip.AddrPort { return fakeLocal }
+func (p *fakePeer) Outgoing() bool            { return false }
+func (p *fakePeer) Wake()                     {}
 
 // fakeBroker answers like a broker that signs whatever is asked.
 type fakeBroker struct {
@@ -133,7 +139,7 @@ func newFuzzWorld(t testing.TB) *fuzzWorld {
 	if err := sess.PeerHandshake(w.peer, &hs, true); err != nil {
 		t.Fatal(err)
 	}
-	sig := them.Sign(authMessage(mi.InfoHash, [32]byte(ourNonce), theirNonce, us.Public(), them.Public()))
+	sig := them.Sign(authMessage(mi.InfoHash, [32]byte(ourNonce), theirNonce, us.Public(), them.Public(), fakeLocal, true))
 	if err := sess.Message(w.peer, message{Type: typeAuth, Sig: sig[:]}.encode()); err != nil {
 		t.Fatal(err)
 	}

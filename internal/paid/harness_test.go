@@ -344,6 +344,7 @@ type hostile struct {
 	theirCert  identity.Certificate
 	theirHS    bool // their extended handshake arrived
 	fgID       uint8
+	dialed     bool // we dialed (the proof then names their listening address)
 
 	// onRequest, if set, answers the other side's requests (a hostile
 	// uploader); otherwise they are ignored.
@@ -375,7 +376,7 @@ func (s *swarm) dial(addr netip.AddrPort, acct *account) *hostile {
 	if _, err := wire.ReadHandshake(nc); err != nil {
 		s.t.Fatal(err)
 	}
-	return s.hostileOn(nc, acct)
+	return s.hostileOn(nc, acct, true)
 }
 
 // accept takes one connection from ln (an honest peer dialing us).
@@ -393,11 +394,11 @@ func (s *swarm) accept(ln net.Listener, acct *account) *hostile {
 	if err := wire.WriteHandshake(nc, wire.NewHandshake(hs.InfoHash, newPeerID())); err != nil {
 		s.t.Fatal(err)
 	}
-	return s.hostileOn(nc, acct)
+	return s.hostileOn(nc, acct, false)
 }
 
-func (s *swarm) hostileOn(nc net.Conn, acct *account) *hostile {
-	h := &hostile{t: s.t, s: s, acct: acct, nc: nc, w: bufio.NewWriter(nc),
+func (s *swarm) hostileOn(nc net.Conn, acct *account, dialed bool) *hostile {
+	h := &hostile{t: s.t, s: s, acct: acct, nc: nc, w: bufio.NewWriter(nc), dialed: dialed,
 		in: make(chan wire.Message, 64), done: make(chan struct{}), nonce: newNonce(),
 		blocks: make(map[[2]uint32]int)}
 	r := wire.NewReader(nc, wire.Limits{})
@@ -559,7 +560,7 @@ func (h *hostile) handshakeFields(extra map[string]bencode.RawMessage) {
 
 // authSig is our proof of key possession on this connection.
 func (h *hostile) authSig(key *identity.PrivateKey) []byte {
-	sig := key.Sign(authMessage(h.s.mi.InfoHash, h.theirNonce, h.nonce, h.theirCert.Key, key.Public()))
+	sig := key.Sign(authMessage(h.s.mi.InfoHash, h.theirNonce, h.nonce, h.theirCert.Key, key.Public(), h.remote(), h.dialed))
 	return sig[:]
 }
 
@@ -639,3 +640,9 @@ func (h *hostile) drain(idle time.Duration) { h.pump(idle, nil) }
 // valueOf is what bytes are worth at tPrice, rounded up (what the
 // uploader risks serving them).
 func valueOf(bytes int64) int64 { return (bytes*tPrice + (1<<20 - 1)) >> 20 }
+
+// remote is the other side's address as we see it.
+func (h *hostile) remote() netip.AddrPort {
+	ap, _ := netip.ParseAddrPort(h.nc.RemoteAddr().String())
+	return ap
+}

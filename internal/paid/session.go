@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -84,6 +85,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// ExternalIPs returns our public addresses as the provider's tracker
+	// reported them (BEP 24), so peers behind NAT can authenticate: a
+	// peer's proof names the address it reached us at.
+	ExternalIPs func() []netip.Addr
 }
 
 // Session is the engine.Payments plug-in of one torrent in one peer.
@@ -329,7 +334,7 @@ func (s *Session) PeerHandshake(p engine.Peer, hs *wire.ExtendedHandshake, suppo
 	}
 	ps.cert, ps.class = &cert, cls
 	copy(ps.theirNonce[:], nonce)
-	sig := s.cfg.Key.Sign(authMessage(s.cfg.Torrent.InfoHash, ps.theirNonce, ps.nonce, cert.Key, s.cfg.Key.Public()))
+	sig := s.cfg.Key.Sign(authMessage(s.cfg.Torrent.InfoHash, ps.theirNonce, ps.nonce, cert.Key, s.cfg.Key.Public(), p.Addr(), p.Outgoing()))
 	p.SendExtension(message{Type: typeAuth, Sig: sig[:]}.encode())
 	return nil
 }
@@ -370,9 +375,23 @@ func (s *Session) onAuth(ps *peerState, m message) error {
 	}
 	var sig identity.Signature
 	copy(sig[:], m.Sig)
-	msg := authMessage(s.cfg.Torrent.InfoHash, ps.nonce, ps.theirNonce, s.cfg.Key.Public(), ps.cert.Key)
-	if !ps.cert.Key.Verify(msg, sig) {
-		return errors.New("authentication signature does not verify")
+	// The sender signed our address as it sees it; accept any address we
+	// may be reached under. A sender that dialed us signed our listening
+	// port; one we dialed signed only our IP.
+	var external []netip.Addr
+	if s.cfg.ExternalIPs != nil {
+		external = s.cfg.ExternalIPs()
+	}
+	verified := false
+	for _, own := range ownAddrs(ps.p, external) {
+		msg := authMessage(s.cfg.Torrent.InfoHash, ps.nonce, ps.theirNonce, s.cfg.Key.Public(), ps.cert.Key, own, !ps.p.Outgoing())
+		if ps.cert.Key.Verify(msg, sig) {
+			verified = true
+			break
+		}
+	}
+	if !verified {
+		return errors.New("authentication signature does not verify (forged, or made for another address: a relay)")
 	}
 	if why := s.banned[ps.cert.Account]; why != "" {
 		return fmt.Errorf("account %s is banned: %s", ps.cert.Account, why)

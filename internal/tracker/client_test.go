@@ -67,6 +67,10 @@ func TestAnnounceAgainstServer(t *testing.T) {
 	if !slices.Equal(resp.Peers, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:7001")}) {
 		t.Fatalf("leecher got %v", resp.Peers)
 	}
+	// BEP 24: the tracker tells the client the address it came from.
+	if resp.ExternalIP != netip.MustParseAddr("127.0.0.1") {
+		t.Fatalf("external ip %v", resp.ExternalIP)
+	}
 	// The server decoded the binary hash and the passkey exactly.
 	var got PeerInfo
 	var ok bool

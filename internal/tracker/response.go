@@ -26,6 +26,9 @@ type AnnounceResponse struct {
 	Warning string
 	// TrackerID is the "tracker id" to echo in later announces.
 	TrackerID string
+	// ExternalIP is the address the tracker saw the request come from
+	// (BEP 24 "external ip"); invalid when the tracker did not say.
+	ExternalIP netip.Addr
 }
 
 // ScrapeStats is one torrent's entry in a scrape response (BEP 48).
@@ -155,6 +158,14 @@ func ParseAnnounceResponse(body []byte) (*AnnounceResponse, error) {
 			return nil, malformed("tracker id is not a string")
 		}
 		resp.TrackerID = s
+	}
+	if e, ok := dict["external ip"]; ok {
+		b, ok := e.(string)
+		if !ok || (len(b) != 4 && len(b) != 16) {
+			return nil, malformed("external ip is not a 4- or 16-byte string")
+		}
+		resp.ExternalIP, _ = netip.AddrFromSlice([]byte(b))
+		resp.ExternalIP = resp.ExternalIP.Unmap()
 	}
 	switch p := dict["peers"].(type) {
 	case nil:

@@ -482,6 +482,11 @@ func (s *Server) answer(complete, incomplete int, warning string, peers []PeerIn
 	if warning != "" {
 		rep["warning message"] = warning
 	}
+	// BEP 24: tell the client the address it announced from, so a peer
+	// behind NAT learns its public IP from a party it trusts.
+	if ip := q.Addr.Addr(); ip.IsValid() {
+		rep["external ip"] = string(ip.Unmap().AsSlice())
+	}
 	if q.Compact {
 		var v4, v6 []byte
 		for _, p := range peers {

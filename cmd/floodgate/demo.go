@@ -32,27 +32,33 @@ well under a minute.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sc := emulator.Demo()
-			out := cmd.OutOrStdout()
-			live := newLiveView(out)
-			fmt.Fprintf(out, "Floodgate demo: %s file, origin upload %s, %d peers\n\n",
+			fmt.Fprintf(cmd.OutOrStdout(), "Floodgate demo: %s file, origin upload %s, %d peers\n\n",
 				units.FormatBytes(sc.Size), units.FormatRate(sc.OriginUpload), countPeers(sc))
-			rep, err := emulator.Run(cmd.Context(), sc, emulator.Options{Observe: live.draw})
-			if err != nil {
-				return err
-			}
-			live.finish()
-			printSummary(out, sc, rep)
-			if jsonPath != "" {
-				if err := rep.WriteJSON(jsonPath); err != nil {
-					return err
-				}
-				fmt.Fprintf(out, "report written to %s\n", jsonPath)
-			}
-			return nil
+			return runScenario(cmd, sc, jsonPath)
 		},
 	}
 	cmd.Flags().StringVar(&jsonPath, "json", "", "also write the JSON report (DESIGN §6 format) here")
 	return cmd
+}
+
+// runScenario runs sc with a live view, prints the summary and writes the
+// JSON report if asked (demo and emulate).
+func runScenario(cmd *cobra.Command, sc emulator.Scenario, jsonPath string) error {
+	out := cmd.OutOrStdout()
+	live := newLiveView(out)
+	rep, err := emulator.Run(cmd.Context(), sc, emulator.Options{Observe: live.draw})
+	if err != nil {
+		return err
+	}
+	live.finish()
+	printSummary(out, sc, rep)
+	if jsonPath != "" {
+		if err := rep.WriteJSON(jsonPath); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "report written to %s\n", jsonPath)
+	}
+	return nil
 }
 
 func countPeers(sc emulator.Scenario) int {

@@ -34,21 +34,7 @@ max_duration. Exit status 0 whenever a report was written.`,
 			for _, n := range notes {
 				fmt.Fprintln(cmd.ErrOrStderr(), "note:", n)
 			}
-			out := cmd.OutOrStdout()
-			live := newLiveView(out)
-			rep, err := emulator.Run(cmd.Context(), sc, emulator.Options{Observe: live.draw})
-			if err != nil {
-				return err
-			}
-			live.finish()
-			printSummary(out, sc, rep)
-			if jsonPath != "" {
-				if err := rep.WriteJSON(jsonPath); err != nil {
-					return err
-				}
-				fmt.Fprintf(out, "report written to %s\n", jsonPath)
-			}
-			return nil
+			return runScenario(cmd, sc, jsonPath)
 		},
 	}
 	cmd.Flags().StringVar(&jsonPath, "json", "", "write the JSON report here")

@@ -24,10 +24,10 @@ import (
 const (
 	// pricePerMiB is the gold class's price in the test torrents.
 	pricePerMiB = 30
-	// funds is minted to each downloader. A downloader locks one channel
-	// per uploader, each worth 32 MiB at its class (960 units at 30/MiB),
-	// whatever the file costs; with two other downloaders and the seeder
-	// to pay, it needs at least 3 × 960.
+	// funds is minted to each downloader: more than the price, so the
+	// balances show the money moving, and enough to hold a channel to
+	// each of its three uploaders at once even at the largest channel the
+	// paid package locks (32 MiB worth, 960 units at 30/MiB).
 	funds = 4000
 	// pieceLength is the test torrents' piece length.
 	pieceLength = 64 << 10

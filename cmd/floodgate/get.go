@@ -13,6 +13,10 @@ import (
 	"github.com/floodgate-p2p/floodgate/internal/units"
 )
 
+// settleTime bounds how long a finished paid download keeps serving so the
+// peers it served can verify their pieces and pay.
+const settleTime = 5 * time.Second
+
 // quote shows the price of a paid download and the buyer's balance before
 // it starts, and refuses when --max-spend cannot cover it. It registers the
 // key with the broker (idempotent) and returns the certificate.
@@ -133,7 +137,8 @@ verified on disk. On a terminal it shows a live progress line.`,
 			t := n.Torrent()
 			bar.money = func() string {
 				if p := n.Payments(); p != nil {
-					return fmt.Sprintf("  paid %d", p.Stats().Spent)
+					st := p.Stats()
+					return fmt.Sprintf("  paid %d  earned %d", st.Spent, st.Earned+st.Pending)
 				}
 				return ""
 			}
@@ -149,6 +154,16 @@ verified on disk. On a terminal it shows a live progress line.`,
 				select {
 				case <-t.Done():
 					bar.show(t.Stats())
+					if p := n.Payments(); p != nil {
+						// Pay after verify: peers we served still owe for
+						// blocks of their unfinished pieces. Keep serving
+						// a moment so they can finish and pay.
+						settle := time.Now().Add(settleTime)
+						for p.Stats().Unpaid > 0 && time.Now().Before(settle) && cmd.Context().Err() == nil {
+							time.Sleep(100 * time.Millisecond)
+							bar.show(t.Stats())
+						}
+					}
 					bar.done()
 					if err := n.Close(); err != nil {
 						return fmt.Errorf("closing %s: %w", dataPath, err)
@@ -160,6 +175,7 @@ verified on disk. On a terminal it shows a live progress line.`,
 					if p := n.Payments(); p != nil {
 						st := p.Stats()
 						fmt.Fprintf(cmd.OutOrStdout(), "paid %d units to uploaders (%d locked in channels; the rest returns when they close or expire)\n", st.Spent, st.Locked)
+						fmt.Fprintf(cmd.OutOrStdout(), "earned %d units by uploading to other peers (redeemed)\n", st.Earned)
 					}
 					return nil
 				case <-tick.C:

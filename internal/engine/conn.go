@@ -347,6 +347,9 @@ func (pc *peerConn) handle(m wire.Message) error {
 			if err := t.pay.Message(pc, m.Payload); err != nil {
 				return peerErr("floodgate extension: %v", err)
 			}
+			// The message may have finished authentication: start
+			// asking at once rather than at the next housekeeping tick.
+			t.fillRequests(pc)
 		}
 	case wire.Suggest, wire.AllowedFast:
 		if !pc.fast {

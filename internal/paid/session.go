@@ -148,6 +148,9 @@ type Stats struct {
 	// Owed is what uploaders are owed by us beyond what we paid (should
 	// stay near zero for an honest downloader).
 	Owed int64
+	// Unpaid is what downloaders owe us for blocks we served and they
+	// have not paid yet (pay after verify: blocks of unfinished pieces).
+	Unpaid int64
 	// Refused lists accounts cut off for not paying.
 	Refused []string
 	// LastError is the last failure to open a payment channel, if any.
@@ -250,6 +253,11 @@ func (s *Session) Stats() Stats {
 	}
 	for _, a := range s.tab.Accounts() {
 		st.Owed += s.tab.Due(a)
+	}
+	for _, a := range s.book.Accounts() {
+		if s.refused[a] == "" {
+			st.Unpaid += s.book.Status(a).Unpaid
+		}
 	}
 	for a := range s.refused {
 		st.Refused = append(st.Refused, a)

@@ -158,9 +158,20 @@ verified on disk. On a terminal it shows a live progress line.`,
 						// Pay after verify: peers we served still owe for
 						// blocks of their unfinished pieces. Keep serving
 						// a moment so they can finish and pay.
+						// Stop once debts stop shrinking: what remains is
+						// residue that is never paid (end-game duplicates,
+						// fractions of a unit), not payments on their way.
 						settle := time.Now().Add(settleTime)
-						for p.Stats().Unpaid > 0 && time.Now().Before(settle) && cmd.Context().Err() == nil {
+						last, still := p.Stats().Unpaid, 0
+						for last > 0 && still < 3 && time.Now().Before(settle) && cmd.Context().Err() == nil {
 							time.Sleep(100 * time.Millisecond)
+							now := p.Stats().Unpaid
+							if now < last {
+								still = 0
+							} else {
+								still++
+							}
+							last = now
 							bar.show(t.Stats())
 						}
 					}

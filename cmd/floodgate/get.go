@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/floodgate-p2p/floodgate/internal/broker"
 	"github.com/floodgate-p2p/floodgate/internal/identity"
 	"github.com/floodgate-p2p/floodgate/internal/node"
 	"github.com/floodgate-p2p/floodgate/internal/storage"
@@ -33,8 +34,14 @@ func quote(cmd *cobra.Command, ps paidSetup, class string, maxSpend, size int64)
 	if err != nil {
 		return nil, err
 	}
-	reg, err := bc.Register(cmd.Context())
-	if err != nil {
+	// The certificate `account register` saved saves a broker round trip;
+	// without a valid one (another provider, expiring) register again,
+	// which is idempotent.
+	var reg broker.RegisterResponse
+	if c, err := identity.ReadCertificateFile(certPath(ps.keyPath)); err == nil && c.Key == ps.key.Public() &&
+		c.Verify(ps.terms.Provider, time.Now().Add(24*time.Hour)) == nil {
+		reg = broker.RegisterResponse{Account: c.Account, Certificate: c}
+	} else if reg, err = bc.Register(cmd.Context()); err != nil {
 		return nil, fmt.Errorf("register with broker %s: %w", ps.terms.Broker, err)
 	}
 	balance, err := bc.Balance(cmd.Context(), reg.Account)

@@ -52,9 +52,10 @@ func defaultStateDir() string {
 
 // paidSetup is what a paid torrent needs on the command line.
 type paidSetup struct {
-	terms *terms.Terms
-	key   *identity.PrivateKey
-	state string
+	terms   *terms.Terms
+	key     *identity.PrivateKey
+	keyPath string
+	state   string
 }
 
 // setupPaid loads the identity for a paid torrent; for a plain torrent it
@@ -72,7 +73,7 @@ func (p *peerFlags) setupPaid(mi *metainfo.MetaInfo, role string) (paidSetup, er
 		return paidSetup{}, fmt.Errorf("%w\n(key %s: %v)", node.ErrNoIdentity, p.keyPath, err)
 	}
 	state := filepath.Join(p.stateDir, fmt.Sprintf("%s-%s-%s.json", mi.InfoHash, key.AccountID()[:12], role))
-	return paidSetup{terms: tm, key: key, state: state}, nil
+	return paidSetup{terms: tm, key: key, keyPath: p.keyPath, state: state}, nil
 }
 
 func (p *peerFlags) limits() (up, down int64, err error) {

@@ -139,8 +139,15 @@ func (s *Session) ensureChannel(account string) {
 	if po.opening || po.next != nil || s.cfg.Now().Before(po.retryAt) {
 		return
 	}
-	if po.current.usable(s.cfg.Now()) && po.current.remaining()*refillBelow >= po.current.chain.Length() {
-		return
+	if po.current.usable(s.cfg.Now()) {
+		if po.current.remaining()*refillBelow >= po.current.chain.Length() {
+			return
+		}
+		// Near the end of the purchase: no new lock if the current
+		// channel covers all that is left to buy from anyone.
+		if need, err := terms.PriceFor(s.left, s.cfg.Class.PricePerMiB); err == nil && po.current.remaining() >= need+s.tab.Due(account) {
+			return
+		}
 	}
 	if (s.complete || s.left == 0) && s.tab.Due(account) == 0 {
 		return // nothing more to buy: a seeder only earns

@@ -95,6 +95,9 @@ type Payments interface {
 	// Verified reports a piece that passed its hash check and who sent
 	// its bytes (pay-after-verify).
 	Verified(piece int, from []Contribution)
+	// Failed reports a piece that failed its hash check and who sent its
+	// bytes; they are not paid for, and the piece is fetched again.
+	Failed(piece int, from []Contribution)
 	// Closed reports that p's connection ended.
 	Closed(p Peer)
 }

@@ -406,6 +406,9 @@ func (t *Torrent) verifyPiece(job verifyJob) {
 		t.hashFails++
 		t.wasted.Add(len(job.buf.data))
 		t.picker.PieceFailed(job.piece)
+		if t.pay != nil {
+			t.pay.Failed(job.piece, contributions(job.buf))
+		}
 		t.punish(job)
 		t.fillAll()
 	case werr != nil:

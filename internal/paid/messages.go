@@ -33,6 +33,7 @@ const (
 	typePay     = "pay"
 	typeInvoice = "invoice"
 	typeRefuse  = "refuse"
+	typeFailed  = "failed"
 )
 
 // message is the union of every Floodgate extension message; t says which
@@ -54,7 +55,15 @@ type message struct {
 	// refuse: a machine-readable code and a human-readable reason.
 	Code   string `bencode:"code,omitempty"`
 	Reason string `bencode:"reason,omitempty"`
+	// failed: a piece the receiver sent bytes of failed its hash; Bytes is
+	// how many of them came from the receiver (they will not be paid).
+	Piece int64 `bencode:"piece,omitempty"`
+	Bytes int64 `bencode:"bytes,omitempty"`
 }
+
+// maxFailedBytes bounds the bytes one "failed" message may name: a piece
+// is at most 64 MiB (metainfo.MaxPieceLength).
+const maxFailedBytes = 64 << 20
 
 // ErrBadMessage is wrapped by every decoding failure; the engine closes the
 // connection on it.
@@ -91,6 +100,10 @@ func decodeMessage(b []byte) (message, error) {
 	case typeRefuse:
 		if len(m.Code) > 64 || len(m.Reason) > 512 {
 			return m, fmt.Errorf("%w: refuse text too long", ErrBadMessage)
+		}
+	case typeFailed:
+		if m.Piece < 0 || m.Bytes <= 0 || m.Bytes > maxFailedBytes {
+			return m, fmt.Errorf("%w: failed needs a piece and 1..%d bytes", ErrBadMessage, maxFailedBytes)
 		}
 	default:
 		// Unknown types are refused rather than ignored: both sides speak

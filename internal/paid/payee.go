@@ -98,6 +98,20 @@ func (s *Session) onPay(ps *peerState, m message) error {
 	return nil
 }
 
+// onFailed writes off bytes of ours in a piece the downloader could not
+// verify, if the account still has resends left (credit.Config.MaxResends):
+// a resend is honoured a bounded number of times, so false claims gain a
+// downloader at most that many pieces.
+func (s *Session) onFailed(ps *peerState, m message) {
+	if int(m.Piece) >= s.cfg.Torrent.Info.NumPieces() || m.Bytes > s.cfg.Torrent.Info.PieceSize(int(m.Piece)) {
+		return
+	}
+	if s.book.Forgive(ps.account, m.Bytes, ps.class.PricePerMiB) {
+		s.dirty = true
+		ps.p.Wake()
+	}
+}
+
 // Serve implements engine.Payments: plain peers are served only in free
 // mode; Floodgate peers within their credit window and their channels.
 func (s *Session) Serve(p engine.Peer, n int) engine.Verdict {

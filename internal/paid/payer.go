@@ -91,6 +91,23 @@ func (s *Session) Verified(piece int, from []engine.Contribution) {
 	}
 }
 
+// Failed implements engine.Payments: tell each authenticated contributor of
+// a piece that failed its hash how many of its bytes will not be paid, so
+// an honest uploader (whose data was damaged in transit, or mixed with a
+// liar's) can write them off instead of counting them as debt. Uploaders
+// forgive a bounded number of times per account.
+func (s *Session) Failed(piece int, from []engine.Contribution) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range from {
+		ps := s.peers[c.Peer.ConnID()]
+		if ps == nil || !ps.authed || ps.p == nil {
+			continue
+		}
+		ps.p.SendExtension(message{Type: typeFailed, Piece: int64(piece), Bytes: int64(c.Bytes)}.encode())
+	}
+}
+
 // payOut sends the account what we owe it, as far as our channels reach,
 // and opens more channel value when needed. s.mu is held.
 func (s *Session) payOut(account string) {

@@ -370,6 +370,8 @@ func (s *Session) Message(p engine.Peer, payload []byte) error {
 		s.payOut(ps.account)
 	case typeRefuse:
 		s.log.Warn("peer refuses service", "peer", ps.account, "code", m.Code, "reason", m.Reason)
+	case typeFailed:
+		s.onFailed(ps, m)
 	}
 	return nil
 }

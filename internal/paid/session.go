@@ -148,8 +148,9 @@ type Stats struct {
 	// Owed is what uploaders are owed by us beyond what we paid (should
 	// stay near zero for an honest downloader).
 	Owed int64
-	// Unpaid is what downloaders owe us for blocks we served and they
-	// have not paid yet (pay after verify: blocks of unfinished pieces).
+	// Unpaid is what downloaders owe us beyond the credit grace for blocks
+	// we served and they have not paid yet (pay after verify: blocks of
+	// unfinished pieces).
 	Unpaid int64
 	// Refused lists accounts cut off for not paying.
 	Refused []string
@@ -255,8 +256,10 @@ func (s *Session) Stats() Stats {
 		st.Owed += s.tab.Due(a)
 	}
 	for _, a := range s.book.Accounts() {
-		if s.refused[a] == "" {
-			st.Unpaid += s.book.Status(a).Unpaid
+		// Only debts above the grace count: the residue below it (end-game
+		// duplicates, fractions of a unit) is never paid.
+		if as := s.book.Status(a); s.refused[a] == "" && !as.OverdueSince.IsZero() {
+			st.Unpaid += as.Unpaid
 		}
 	}
 	for a := range s.refused {

@@ -195,6 +195,7 @@ type peerOpts struct {
 	overdue   time.Duration // zero = 1 s
 	maxSpend  int64
 	peers     []netip.AddrPort
+	free      bool // serve plain BitTorrent peers without payment
 }
 
 // peer is an honest Floodgate peer: storage, engine and paid session, as
@@ -244,6 +245,7 @@ func (s *swarm) start(o peerOpts) *peer {
 		StatePath:    o.statePath,
 		MaxSpend:     o.maxSpend,
 		Now:          o.now,
+		Free:         o.free,
 	})
 	if err != nil {
 		s.t.Fatal(err)

@@ -118,6 +118,9 @@ func (s *Session) Serve(p engine.Peer, n int) engine.Verdict {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ps := s.peers[p.ConnID()]
+	if ps != nil {
+		s.settle(ps)
+	}
 	switch {
 	case ps == nil || (!ps.plain && !ps.authed):
 		return engine.Hold // handshake not finished yet

@@ -66,6 +66,9 @@ func (s *Session) MayRequest(p engine.Peer) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ps := s.peers[p.ConnID()]
+	if ps != nil {
+		s.settle(ps)
+	}
 	return ps != nil && (ps.plain || ps.authed)
 }
 

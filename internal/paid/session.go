@@ -134,6 +134,8 @@ type peerState struct {
 	class       terms.Class           // what they buy with
 	account     string
 	lastInvoice time.Time
+	created     time.Time // when the connection was set up
+	handshook   bool      // their BEP 10 handshake arrived
 }
 
 // Stats is a snapshot of the money a session moved.
@@ -294,10 +296,21 @@ func mustRaw(b []byte) bencode.RawMessage {
 	return r
 }
 
+// plainAfter: a peer that set the BEP 10 bit but sent no extension
+// handshake this long after connecting is treated as a plain client.
+const plainAfter = 10 * time.Second
+
+// settle marks a silent peer plain (see plainAfter); s.mu is held.
+func (s *Session) settle(ps *peerState) {
+	if !ps.handshook && !ps.plain && s.cfg.Now().Sub(ps.created) > plainAfter {
+		ps.plain = true
+	}
+}
+
 func (s *Session) peer(p engine.Peer) *peerState {
 	ps := s.peers[p.ConnID()]
 	if ps == nil {
-		ps = &peerState{p: p, nonce: newNonce()}
+		ps = &peerState{p: p, nonce: newNonce(), created: s.cfg.Now()}
 		s.peers[p.ConnID()] = ps
 	}
 	return ps
@@ -309,6 +322,7 @@ func (s *Session) PeerHandshake(p engine.Peer, hs *wire.ExtendedHandshake, suppo
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ps := s.peer(p)
+	ps.handshook = true
 	if !supported {
 		ps.plain = true
 		return nil

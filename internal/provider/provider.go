@@ -127,6 +127,11 @@ func Start(ctx context.Context, cfg Config) (*Provider, error) {
 		return nil, err
 	}
 	p.tracker = tracker.NewServer(tracker.ServerConfig{Interval: cfg.TrackerInterval, Logger: cfg.Logger})
+	if err := registerTrackerMetrics(reg, p.tracker); err != nil {
+		p.tracker.Close()
+		p.store.Close()
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/broker/", p.broker)
 	mux.Handle("/announce", p.tracker)
@@ -220,4 +225,30 @@ func (p *Provider) Close() error {
 		err = cerr
 	}
 	return err
+}
+
+// registerTrackerMetrics exports the tracker's counters, read at scrape
+// time from its Stats.
+func registerTrackerMetrics(reg prometheus.Registerer, ts *tracker.Server) error {
+	gauge := func(name, help string, f func(tracker.Stats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "floodgate", Subsystem: "tracker", Name: name, Help: help},
+			func() float64 { return f(ts.Stats()) })
+	}
+	counter := func(name, help string, f func(tracker.Stats) float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "floodgate", Subsystem: "tracker", Name: name, Help: help},
+			func() float64 { return f(ts.Stats()) })
+	}
+	for _, c := range []prometheus.Collector{
+		gauge("swarms", "Torrents with at least one peer.", func(s tracker.Stats) float64 { return float64(s.Swarms) }),
+		gauge("peers", "Peers listed across all swarms.", func(s tracker.Stats) float64 { return float64(s.Peers) }),
+		gauge("seeders", "Seeders listed across all swarms.", func(s tracker.Stats) float64 { return float64(s.Seeders) }),
+		counter("announces_total", "Announces answered.", func(s tracker.Stats) float64 { return float64(s.Announces) }),
+		counter("scrapes_total", "Scrapes answered.", func(s tracker.Stats) float64 { return float64(s.Scrapes) }),
+		counter("failures_total", "Requests answered with a failure reason.", func(s tracker.Stats) float64 { return float64(s.Failures) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("provider: tracker metrics: %w", err)
+		}
+	}
+	return nil
 }

@@ -403,6 +403,7 @@ func (p *emuPeer) leave() {
 	p.node.Close()
 	p.money()
 	p.node = nil
+	p.rate, p.upRate, p.peers = 0, 0, 0
 }
 
 func buildReport(sc Scenario, peers []*emuPeer, originIP netip.Addr, timedOut bool) *Report {

@@ -58,7 +58,7 @@ func (s *Session) onChannel(ps *peerState, m message) error {
 		return fmt.Errorf("voucher of payer %s shown by %s", v.Payer, ps.account)
 	}
 	if _, known := s.in[v.Channel]; !known {
-		s.addIn(&inChannel{v: v, lastPreimage: [32]byte(v.Root)})
+		s.in[v.Channel] = &inChannel{v: v, lastPreimage: [32]byte(v.Root)}
 		s.dirty = true
 	}
 	ps.p.Wake()
@@ -117,11 +117,6 @@ func (s *Session) onFailed(ps *peerState, m message) {
 func (s *Session) Serve(p engine.Peer, n int) engine.Verdict {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.serve(p, n)
-}
-
-// serve is Serve with s.mu held.
-func (s *Session) serve(p engine.Peer, n int) engine.Verdict {
 	ps := s.peers[p.ConnID()]
 	if ps != nil {
 		s.settle(ps)
@@ -157,38 +152,25 @@ func (s *Session) serve(p engine.Peer, n int) engine.Verdict {
 	}
 }
 
-// addIn records a channel paid to us; s.mu is held.
-func (s *Session) addIn(ch *inChannel) {
-	s.in[ch.v.Channel] = ch
-	s.shown[ch.v.Payer] = true
-	s.live[ch.v.Payer] = append(s.live[ch.v.Payer], ch)
-}
-
 // hasChannel reports whether the account ever showed us a channel.
-func (s *Session) hasChannel(account string) bool { return s.shown[account] }
+func (s *Session) hasChannel(account string) bool {
+	for _, ch := range s.in {
+		if ch.v.Payer == account {
+			return true
+		}
+	}
+	return false
+}
 
 // backing is what the account's channels can still pay us beyond what it
 // already owes: serving past it would be credit the broker does not cover.
-// Channels that can never back service again (used up, closed, expired)
-// leave the account's list here, so the cost per block stays small over a
-// long download.
 func (s *Session) backing(account string) int64 {
 	var unspent int64
 	now := s.cfg.Now()
-	chans := s.live[account]
-	kept := chans[:0]
-	for _, ch := range chans {
-		if ch.closed || !ch.live(now) || ch.unspent() <= 0 {
-			continue
+	for _, ch := range s.in {
+		if ch.v.Payer == account && !ch.closed && ch.live(now) {
+			unspent += ch.unspent()
 		}
-		unspent += ch.unspent()
-		kept = append(kept, ch)
-	}
-	clear(chans[len(kept):])
-	if len(kept) == 0 {
-		delete(s.live, account)
-	} else {
-		s.live[account] = kept
 	}
 	return unspent - s.book.Status(account).Unpaid
 }
@@ -208,13 +190,11 @@ func (s *Session) hold(ps *peerState, why string) engine.Verdict {
 // yes the block's value is booked at once (before it is written), so the
 // blocks waiting in writers count against the window too.
 func (s *Session) Charge(p engine.Peer, n int) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	// One critical section: no payment or other block can slip in between
-	// the decision and the booking (credit.Book's pairing rule).
-	if s.serve(p, n) != engine.Serve {
+	if s.Serve(p, n) != engine.Serve {
 		return false
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	ps := s.peers[p.ConnID()]
 	if ps == nil || !ps.authed || ps.class.PricePerMiB == 0 {
 		return true // plain (free mode) or free class: nothing to book
@@ -454,7 +434,7 @@ func (s *Session) restore() (*credit.Book, error) {
 		if err := v.UnmarshalBinary(pc.Voucher); err != nil || v.Verify(s.cfg.Terms.Provider) != nil || v.Payee != s.account {
 			continue // not ours or not the provider's: nothing to redeem
 		}
-		s.addIn(&inChannel{v: v, lastIndex: pc.LastIndex, lastPreimage: [32]byte(pc.LastPreimage), redeemedIndex: pc.RedeemedIndex, closed: pc.Closed})
+		s.in[v.Channel] = &inChannel{v: v, lastIndex: pc.LastIndex, lastPreimage: [32]byte(pc.LastPreimage), redeemedIndex: pc.RedeemedIndex, closed: pc.Closed}
 	}
 	s.earned = st.Earned
 	if len(st.Book) == 0 {

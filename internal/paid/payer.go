@@ -49,14 +49,6 @@ type payeeState struct {
 // firstChannelBytes is what the first channel to a new uploader buys.
 const firstChannelBytes = 4 << 20
 
-// grantGrowth is how much larger each channel to an uploader is than the
-// one before (up to ChannelValue). Only an uploader that delivered gets a
-// second channel (see refillAheadBytes), so fast growth risks nothing on
-// identities that never upload, and a fast download reaches full-size
-// channels after two broker round trips instead of stalling on small ones
-// whose value is owed for blocks in flight before they are even shown.
-const grantGrowth = 4
-
 // minChannelValue is the smallest channel worth a broker round trip.
 const minChannelValue = 16
 
@@ -64,15 +56,6 @@ const minChannelValue = 16
 // value left, the next one is opened in the background, so a fast
 // download never stalls on the broker.
 const refillBelow = 2 // i.e. less than half
-
-// refillAheadBytes: the next channel is also opened once the current one,
-// already paid on, has less than this many bytes' worth left. The uploader
-// serves only while our channels cover what we owe it, and we owe for every
-// block in flight and every unverified piece (pay after verify: up to a
-// full request pipeline, 16 MiB) before we pay for any of it; half of a
-// small channel is gone before a broker round trip ends, which held the
-// uploader on every early channel and on each refill of a full one.
-const refillAheadBytes = 32 << 20
 
 // MayRequest implements engine.Payments: any peer that finished
 // authenticating (or is plain). A paid uploader serves a newcomer its
@@ -176,11 +159,8 @@ func (s *Session) ensureChannel(account string) {
 	if po.opening || po.next != nil || s.cfg.Now().Before(po.retryAt) {
 		return
 	}
-	if cur := po.current; cur.usable(s.cfg.Now()) {
-		// A channel the uploader has not earned anything on yet is not
-		// topped up: an identity that never delivers ties up one channel.
-		ahead, err := terms.PriceFor(refillAheadBytes, s.cfg.Class.PricePerMiB)
-		if cur.remaining()*refillBelow >= cur.chain.Length() && (cur.used == 0 || err != nil || cur.remaining() >= ahead) {
+	if po.current.usable(s.cfg.Now()) {
+		if po.current.remaining()*refillBelow >= po.current.chain.Length() {
 			return
 		}
 		// Near the end of the purchase: no new lock if the current
@@ -202,10 +182,9 @@ func (s *Session) ensureChannel(account string) {
 	if left, err := terms.PriceFor(s.left, s.cfg.Class.PricePerMiB); err == nil && !s.complete {
 		value = min(value, max(left/2+1, minChannelValue))
 	}
-	// Start small with an uploader we have not paid yet and grow with
-	// each channel it fills (grantGrowth): an identity that never
-	// delivers ties up little, a good uploader soon gets full-size
-	// channels.
+	// Start small with an uploader we have not paid yet and double with
+	// each channel it fills: an identity that never delivers ties up
+	// little, a good uploader soon gets full-size channels.
 	value = min(value, max(minChannelValue, po.grant))
 	if po.shrink > 0 {
 		value = max(minChannelValue, value>>po.shrink)
@@ -267,7 +246,7 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 		return
 	}
 	po.failed = 0
-	po.grant = min(s.cfg.ChannelValue, grantGrowth*max(po.grant, length))
+	po.grant = min(s.cfg.ChannelValue, 2*max(po.grant, length))
 	ch := &outChannel{id: v.Channel, chain: chain, voucherBytes: vb, unit: v.Unit, expiry: v.Expiry}
 	if !po.current.usable(s.cfg.Now()) {
 		po.current = ch

@@ -113,18 +113,12 @@ type Session struct {
 	left     int64 // bytes still to download
 
 	// Uploader side.
-	book *credit.Book
-	in   map[string]*inChannel // by channel id
-	// live and shown index in by payer, for Serve, which runs for every
-	// block: live holds the channels that may still back service (pruned
-	// as they are used up, closed or expire), shown every payer that ever
-	// showed a channel.
-	live      map[string][]*inChannel
-	shown     map[string]bool
-	earned    int64             // redeemed so far
-	reported  map[string]bool   // accounts we filed a complaint about
-	banned    map[string]string // accounts banned for bad data
-	refused   map[string]string // accounts cut off, with the reason
+	book      *credit.Book
+	in        map[string]*inChannel // by channel id
+	earned    int64                 // redeemed so far
+	reported  map[string]bool       // accounts we filed a complaint about
+	banned    map[string]string     // accounts banned for bad data
+	refused   map[string]string     // accounts cut off, with the reason
 	dirty     bool
 	closeOnce sync.Once
 }
@@ -217,8 +211,6 @@ func NewSession(cfg Config) (*Session, error) {
 		tab:      credit.NewTab(),
 		out:      make(map[string]*payeeState),
 		in:       make(map[string]*inChannel),
-		live:     make(map[string][]*inChannel),
-		shown:    make(map[string]bool),
 		reported: make(map[string]bool),
 		banned:   make(map[string]string),
 		refused:  make(map[string]string),

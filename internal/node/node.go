@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/floodgate-p2p/floodgate/internal/broker"
 	"github.com/floodgate-p2p/floodgate/internal/credit"
@@ -88,6 +89,9 @@ type Node struct {
 	closeOnce sync.Once
 	closeErr  error
 }
+
+// settleTimeout bounds how long Close waits for our own payments in flight.
+const settleTimeout = 3 * time.Second
 
 // ErrIncomplete is returned when a seeder's data does not match its torrent.
 var ErrIncomplete = errors.New("data does not match the torrent")
@@ -244,6 +248,12 @@ func (n *Node) Close() error {
 }
 
 func (n *Node) close() error {
+	if n.pay != nil {
+		// Pay for the last verified pieces before the peers go away.
+		ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+		n.pay.Settle(ctx)
+		cancel()
+	}
 	n.cancel()
 	n.wg.Wait()
 	err := n.client.Close()

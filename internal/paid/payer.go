@@ -1,6 +1,7 @@
 package paid
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -70,6 +71,33 @@ func (s *Session) MayRequest(p engine.Peer) bool {
 		s.settle(ps)
 	}
 	return ps != nil && (ps.plain || ps.authed)
+}
+
+// Settle gives payments in flight a chance to land before we disconnect:
+// it waits (until ctx ends) while a channel is being opened or we still owe
+// a connected uploader, paying as channels arrive. Call it before closing
+// the connections; pay-after-verify means the last pieces are paid for
+// only after they verified, possibly through a channel still opening.
+func (s *Session) Settle(ctx context.Context) {
+	for {
+		s.mu.Lock()
+		pending := false
+		for account, po := range s.out {
+			if po.opening || (s.tab.Due(account) > 0 && s.connFor(account) != nil && !s.cfg.Now().Before(po.retryAt)) {
+				pending = true
+				s.payOut(account)
+			}
+		}
+		s.mu.Unlock()
+		if !pending {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // ErrInsufficientFunds is what a Broker's Open returns (wrapped) when the

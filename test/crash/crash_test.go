@@ -35,6 +35,7 @@ import (
 	"github.com/floodgate-p2p/floodgate/internal/broker"
 	"github.com/floodgate-p2p/floodgate/internal/hashchain"
 	"github.com/floodgate-p2p/floodgate/internal/identity"
+	"github.com/floodgate-p2p/floodgate/internal/testbin"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -437,10 +438,8 @@ func floodgateBinary(t *testing.T) string {
 	bin := os.Getenv("FLOODGATE_BIN")
 	if bin == "" {
 		bin = filepath.Join(t.TempDir(), "floodgate")
-		build := exec.Command("go", "build", "-o", bin, "./cmd/floodgate")
-		build.Dir = moduleRoot(t)
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("building floodgate: %v\n%s", err, out)
+		if err := testbin.Build(bin); err != nil {
+			t.Fatal(err)
 		}
 	}
 	if out, err := exec.Command(bin, "provider", "--help").CombinedOutput(); err != nil {
@@ -451,21 +450,4 @@ func floodgateBinary(t *testing.T) string {
 		t.Skip(msg)
 	}
 	return bin
-}
-
-func moduleRoot(t *testing.T) string {
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
 }

@@ -31,6 +31,8 @@
 #   FLOODGATE_BIN use this binary instead of building ./cmd/floodgate
 #   CPUPROFILE    a directory: CPU profiles of every floodgate peer of the
 #                 first round go there (NAME.pprof, see the summary)
+#   LOGDIR        a directory: every process's log is copied there
+#   PEER_FLAGS    extra flags for every `floodgate seed` and `get` (e.g. -v)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -174,7 +176,7 @@ run_once() {
     # shellcheck disable=SC2046 # profile flags are words on purpose
     # Port 0: the seeder picks a free port and prints it, which leaves no
     # window for another process to take it.
-    "$FG" seed "${seedflags[@]}" --listen 127.0.0.1:0 $(profile_args "$mode-$n-seed") \
+    "$FG" seed "${seedflags[@]}" --listen 127.0.0.1:0 $(profile_args "$mode-$n-seed") ${PEER_FLAGS:-} \
         "$WORK/$mode.torrent" "$SRC/content.bin" >"$WORK/$tag-seed.log" 2>&1 &
     seed=$!
     PIDS+=("$seed")
@@ -188,7 +190,7 @@ run_once() {
         # shellcheck disable=SC2046
         /usr/bin/time -f '%e %U %S %M' -o "$WORK/$tag-get$i.time" \
             "$FG" get --key "$WORK/keys/leecher$i.key" --state-dir "$WORK/state/$tag-get$i" \
-            --listen 127.0.0.1:0 --out "$WORK/out-$i" $(profile_args "$mode-$n-get$i") \
+            --listen 127.0.0.1:0 --out "$WORK/out-$i" $(profile_args "$mode-$n-get$i") ${PEER_FLAGS:-} \
             "$WORK/$mode.torrent" >"$WORK/$tag-get$i.log" 2>&1 &
         pids+=($!)
     done
@@ -235,6 +237,10 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
 done
 
 # ------------------------------------------------------------- report
+if [ -n "${LOGDIR:-}" ]; then
+    mkdir -p "$LOGDIR"
+    cp "$WORK"/*.log "$WORK"/*.time "$LOGDIR"/
+fi
 echo
 echo "every run (cpu_s: user+system seconds; seeder and provider while the gets ran)"
 printf '%-9s %-6s %5s %8s %8s %12s %10s %12s\n' leechers mode round wall_s MiB/s cpu_leechers cpu_seeder cpu_provider

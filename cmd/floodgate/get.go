@@ -18,6 +18,13 @@ import (
 // peers it served can verify their pieces and pay.
 const settleTime = 5 * time.Second
 
+// A finished paid download stops waiting for a peer's payments once they
+// did not grow for settleStill polls settlePoll apart.
+const (
+	settlePoll  = 20 * time.Millisecond
+	settleStill = 15
+)
+
 // quote shows the price of a paid download and the buyer's balance before
 // it starts, and refuses when --max-spend cannot cover it. It registers the
 // key with the broker (idempotent) and returns the certificate.
@@ -162,17 +169,16 @@ verified on disk. On a terminal it shows a live progress line.`,
 				case <-t.Done():
 					bar.show(t.Stats())
 					if p := n.Payments(); p != nil {
-						// Pay after verify: peers we served still owe for
-						// blocks of their unfinished pieces. Keep serving
-						// a moment so they can finish and pay.
-						// Stop once debts stop shrinking: what remains is
-						// residue that is never paid (end-game duplicates,
-						// fractions of a unit), not payments on their way.
+						// Pay after verify: peers still downloading owe
+						// for blocks of their unfinished pieces. Keep
+						// serving a moment so they can finish and pay,
+						// but not for a peer whose debt stopped shrinking
+						// (it stalled, or keeps what it owes).
 						settle := time.Now().Add(settleTime)
-						last, still := p.Stats().Unpaid, 0
-						for last > 0 && still < 3 && time.Now().Before(settle) && cmd.Context().Err() == nil {
-							time.Sleep(100 * time.Millisecond)
-							now := p.Stats().Unpaid
+						last, still := p.Awaited(), 0
+						for last > 0 && still < settleStill && time.Now().Before(settle) && cmd.Context().Err() == nil {
+							time.Sleep(settlePoll)
+							now := p.Awaited()
 							if now < last {
 								still = 0
 							} else {

@@ -36,6 +36,8 @@ const (
 	// maxQueuedUploads bounds requests a peer may have waiting with us; a
 	// flood beyond it is a protocol abuse.
 	maxQueuedUploads = ourReqq
+	// endGameDepth caps a peer's outstanding requests in the end game.
+	endGameDepth = 4
 	// writerBacklog is how many upload blocks may wait in a connection's
 	// writer; more would only hide the peer's real speed from the scheduler.
 	writerBacklog = 16
@@ -59,19 +61,23 @@ type peerConn struct {
 
 	// Guarded by t.mu.
 	peerHas        bitfield.Bitfield
+	hasCount       int // pieces set in peerHas
 	amChoking      bool
 	amInterested   bool
 	peerChoking    bool
 	peerInterested bool
 	outstanding    map[picker.Block]struct{}
-	maxOut         int // current pipeline depth: grows by one per block received (slow start)
-	peerReqq       int // the peer's advertised queue, which maxOut never exceeds
-	lastBlock      time.Time
-	snubbed        bool
-	clientName     string
-	connectedAt    time.Time
-	lastUnchoked   time.Time
-	down, up       meter
+	// verifyNext is a completed piece the reader verifies itself after
+	// handling the message, because the hashers' queue was full.
+	verifyNext   *verifyJob
+	maxOut       int // current pipeline depth: grows by one per block received (slow start)
+	peerReqq     int // the peer's advertised queue, which maxOut never exceeds
+	lastBlock    time.Time
+	snubbed      bool
+	clientName   string
+	connectedAt  time.Time
+	lastUnchoked time.Time
+	down, up     meter
 
 	fgID         atomic.Uint32 // the peer's extended ID for Floodgate messages; 0 = none
 	lastRecvNano atomic.Int64
@@ -82,6 +88,7 @@ type peerConn struct {
 	queue    []wire.Message
 	uploads  []picker.Block
 	inWriter atomic.Int32 // upload blocks handed to the writer, not yet sent
+	complete atomic.Bool  // peerHas is full (see Peer.Complete)
 	wake     chan struct{}
 	closing  chan struct{}
 }
@@ -232,7 +239,12 @@ func (pc *peerConn) readLoop() {
 		}
 		t.mu.Lock()
 		err = pc.handle(m)
+		job := pc.verifyNext
+		pc.verifyNext = nil
 		t.mu.Unlock()
+		if job != nil {
+			t.verifyPiece(*job)
+		}
 		if err != nil {
 			break
 		}
@@ -302,6 +314,8 @@ func (pc *peerConn) handle(m wire.Message) error {
 		}
 		if !pc.peerHas.Has(int(m.Index)) {
 			pc.peerHas.Set(int(m.Index))
+			pc.hasCount++
+			pc.complete.Store(pc.hasCount == n)
 			t.picker.PeerHasPiece(int(m.Index))
 			if !pc.amInterested && !t.picker.Have(int(m.Index)) {
 				t.updateInterest(pc)
@@ -368,6 +382,8 @@ func (pc *peerConn) replaceHas(bf bitfield.Bitfield) {
 	t := pc.t
 	t.picker.PeerGone(pc.peerHas)
 	pc.peerHas = bf
+	pc.hasCount = bf.Count()
+	pc.complete.Store(pc.hasCount == t.info.NumPieces())
 	t.picker.PeerHasBitfield(bf)
 	t.updateInterest(pc)
 }
@@ -473,18 +489,15 @@ func (pc *peerConn) onPiece(m wire.Message) error {
 	}
 	if complete {
 		delete(t.pieces, i)
+		job := verifyJob{piece: i, buf: pb}
 		select {
-		case t.verify <- verifyJob{piece: i, buf: pb}:
+		case t.verify <- job:
 		default:
-			// The hashers are behind; hand off without holding the lock.
-			t.wg.Add(1)
-			go func() {
-				defer t.wg.Done()
-				select {
-				case t.verify <- verifyJob{piece: i, buf: pb}:
-				case <-t.ctx.Done():
-				}
-			}()
+			// The hashers are behind: this reader hashes the piece itself
+			// once it let go of the lock, and reads nothing meanwhile, so
+			// the backlog (and with it how late we pay, in a paid swarm)
+			// stays bounded and TCP slows the senders down.
+			pc.verifyNext = &job
 		}
 	}
 	t.fillRequests(pc)
@@ -517,12 +530,18 @@ func (t *Torrent) fillRequests(pc *peerConn) {
 	if pc.snubbed {
 		limit = 1
 	}
+	if t.picker.EndGame() {
+		// Every missing block is asked of someone: more copies only
+		// waste bandwidth (and, in a paid swarm, leave uploaders with
+		// blocks nobody pays for), so a peer holds a few at a time.
+		limit = min(limit, endGameDepth)
+	}
 	want := limit - len(pc.outstanding)
 	if want <= 0 || (want < limit/4 && len(pc.outstanding) > 0) {
 		return
 	}
 	mine := func(b picker.Block) bool { _, ok := pc.outstanding[b]; return ok }
-	reqs := t.picker.Pick(pc.peerHas, want, mine, nil)
+	reqs := t.picker.Pick(pc.id, pc.peerHas, want, mine, nil)
 	if len(reqs) == 0 {
 		return
 	}

@@ -33,6 +33,9 @@ type Peer interface {
 	Close()
 	// Wake tells the uploader that the peer may be served again (it paid).
 	Wake()
+	// Complete reports whether the peer announced every piece: it has
+	// verified all it downloaded, so it has nothing left to pay for.
+	Complete() bool
 }
 
 // Verdict is a payment plug-in's answer to "may this peer be served?".
@@ -132,3 +135,6 @@ func (pc *peerConn) Close() { pc.nc.Close() }
 
 // Wake implements Peer.
 func (pc *peerConn) Wake() { pc.t.writerFreed(pc) }
+
+// Complete implements Peer.
+func (pc *peerConn) Complete() bool { return pc.complete.Load() }

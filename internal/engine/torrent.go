@@ -105,6 +105,12 @@ type pieceBuf struct {
 	from []*peerConn
 }
 
+// verifyBacklog is how many completed pieces may wait for the hashers.
+// Beyond it a connection's reader hashes its piece itself (see onPiece):
+// a long queue only adds latency, and in a paid swarm each queued piece
+// is a payment its uploader is still waiting for.
+const verifyBacklog = 4
+
 type verifyJob struct {
 	piece int
 	buf   *pieceBuf
@@ -122,7 +128,7 @@ func (c *Client) AddTorrent(mi *metainfo.MetaInfo, store Storage, opts TorrentOp
 		opts:       opts,
 		log:        logger{c.log.With("torrent", mi.InfoHash.String()[:8])},
 		done:       make(chan struct{}),
-		verify:     make(chan verifyJob, 64),
+		verify:     make(chan verifyJob, verifyBacklog),
 		uploadWake: make(chan struct{}, 1),
 		conns:      make(map[*peerConn]struct{}),
 		byPeerID:   make(map[[20]byte]*peerConn),

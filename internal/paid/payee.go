@@ -181,8 +181,8 @@ func (s *Session) hold(ps *peerState, why string) engine.Verdict {
 		ps.lastInvoice = now
 		st := s.book.Status(ps.account)
 		ps.p.SendExtension(message{Type: typeInvoice, Owed: st.Owed, Paid: st.Paid}.encode())
+		s.log.Debug("holding peer", "account", ps.account, "why", why, "owed", st.Owed, "paid", st.Paid)
 	}
-	_ = why
 	return engine.Hold
 }
 

@@ -53,10 +53,16 @@ const firstChannelBytes = 4 << 20
 // minChannelValue is the smallest channel worth a broker round trip.
 const minChannelValue = 16
 
-// refillBelow: when the current channel has less than this share of its
-// value left, the next one is opened in the background, so a fast
-// download never stalls on the broker.
-const refillBelow = 2 // i.e. less than half
+// Once a quarter of the current channel is spent, the next one is opened
+// in the background, so a fast download never stalls on the broker. Half
+// was too late: the uploader counts blocks as owed as soon as it sends
+// them, so its view of what the channel still backs runs ahead of ours by
+// everything in flight (socket buffers, pieces not yet verified), and on
+// a fast link that plus a broker round trip is more than half a channel.
+const (
+	refillNum = 3 // refill when remaining < refillNum/refillDen of the value
+	refillDen = 4
+)
 
 // MayRequest implements engine.Payments: any peer that finished
 // authenticating (or is plain). A paid uploader serves a newcomer its
@@ -188,7 +194,7 @@ func (s *Session) ensureChannel(account string) {
 		return
 	}
 	if po.current.usable(s.cfg.Now()) {
-		if po.current.remaining()*refillBelow >= po.current.chain.Length() {
+		if po.current.remaining()*refillDen >= po.current.chain.Length()*refillNum {
 			return
 		}
 		// Near the end of the purchase: no new lock if the current
@@ -245,6 +251,7 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 	var idem [16]byte
 	rand.Read(idem[:])
 	expiry := s.cfg.Now().Add(s.cfg.ChannelTTL)
+	began := time.Now()
 	v, err := s.cfg.Broker.Open(s.ctx, "open-"+hex.EncodeToString(idem[:]), account, identity.Digest(chain.Root()), length, 1, expiry)
 	var vb []byte
 	if err == nil {
@@ -273,6 +280,7 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 		s.log.Warn("open channel", "payee", account, "err", err)
 		return
 	}
+	s.log.Debug("channel opened", "payee", account, "value", length, "took", time.Since(began))
 	po.failed = 0
 	po.grant = min(s.cfg.ChannelValue, 2*max(po.grant, length))
 	ch := &outChannel{id: v.Channel, chain: chain, voucherBytes: vb, unit: v.Unit, expiry: v.Expiry}

@@ -270,6 +270,29 @@ func (s *Session) Stats() Stats {
 	return st
 }
 
+// Awaited is what peers still downloading owe us beyond the credit grace.
+// They pay as the pieces holding our blocks verify, so a finished download
+// keeps serving while it shrinks. Debts of peers that left or finished are
+// not counted: a finished peer paid for everything it verified before it
+// announced its last piece, so what it still owes (end-game duplicates,
+// fractions of a unit) is residue that is never paid.
+func (s *Session) Awaited() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var awaited int64
+	counted := make(map[string]bool)
+	for _, ps := range s.peers {
+		if ps.p == nil || !ps.authed || counted[ps.account] || s.refused[ps.account] != "" || ps.p.Complete() {
+			continue
+		}
+		counted[ps.account] = true
+		if st := s.book.Status(ps.account); !st.OverdueSince.IsZero() {
+			awaited += st.Unpaid
+		}
+	}
+	return awaited
+}
+
 // HandshakeFields implements engine.Payments: our certificate, a fresh
 // nonce and the class we buy with.
 func (s *Session) HandshakeFields(p engine.Peer) map[string]bencode.RawMessage {

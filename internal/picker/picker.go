@@ -4,17 +4,28 @@
 // and asks it for requests; it never touches sockets, goroutines or clocks,
 // so the real engine, the emulator and table tests all run the same code.
 //
-// The order of preference, as in mainline BitTorrent:
+// The order of preference, as in mainline BitTorrent, with piece affinity
+// (each piece comes from one peer while there is enough to go round):
 //
-//  1. blocks of pieces already started (finish what is begun, so pieces become
+//  1. blocks of pieces already started by this peer, or abandoned by the
+//     peer that started them (finish what is begun, so pieces become
 //     verifiable and tradable quickly; "strict priority");
 //  2. while the downloader holds fewer than RandomFirst pieces, a random
 //     piece (rarest-first would make every newcomer chase the same few rare
 //     pieces while it has nothing to trade);
 //  3. otherwise the rarest piece the peer has, ties broken at random;
-//  4. in the end game, when every missing block is already requested, blocks
+//  4. when the peer has no piece left to start, blocks of pieces other
+//     peers are working on, the most complete first;
+//  5. in the end game, when every missing block is already requested, blocks
 //     requested from other peers, at most EndGameDuplicates times each, so one
 //     slow peer cannot hold back the last piece.
+//
+// Piece affinity matters twice. A piece from one peer completes at that
+// peer's pace instead of the slowest contributor's, and, in a paid swarm
+// where the downloader pays each piece after it verifies, an uploader's
+// unpaid blocks never wait on another uploader: if pieces were split,
+// two uploaders that each hold the downloader at its credit limit could
+// each be waiting for a piece the other must finish.
 package picker
 
 import (
@@ -54,7 +65,16 @@ type blockState struct {
 type partial struct {
 	blocks   []blockState
 	received int
+	// requests is the sum of the blocks' outstanding requests.
+	requests int
+	// owner is the peer that started the piece (or took it over after it
+	// was abandoned); others join it only when they have nothing else.
+	owner uint64
 }
+
+// open reports whether peer may work on the piece as its own: it started
+// it, or nobody has a request outstanding in it any more.
+func (pp *partial) open(peer uint64) bool { return pp.owner == peer || pp.requests == 0 }
 
 // Picker tracks piece availability and block progress for one torrent.
 // It is not safe for concurrent use; the engine serialises calls.
@@ -185,41 +205,49 @@ func (p *Picker) Interesting(peerHas bitfield.Bitfield) bool {
 	return false
 }
 
-// Pick appends up to n new requests to out for a peer that has peerHas, and
-// records them as outstanding. mine reports whether this peer already has a
-// block outstanding; it matters only in the end game, where the same block
-// may be asked of several peers.
-func (p *Picker) Pick(peerHas bitfield.Bitfield, n int, mine func(Block) bool, out []Block) []Block {
+// Pick appends up to n new requests to out for peer (a non-zero ID the
+// engine gives each connection) that has peerHas, and records them as
+// outstanding. mine reports whether this peer already has a block
+// outstanding; it matters only in the end game, where the same block may be
+// asked of several peers.
+func (p *Picker) Pick(peer uint64, peerHas bitfield.Bitfield, n int, mine func(Block) bool, out []Block) []Block {
 	if n <= 0 || p.Done() {
 		return out
 	}
 	start := len(out)
-	// 1. Finish started pieces, the most complete first.
-	out = p.pickFromPartials(peerHas, n, out)
+	// 1. Finish our own or abandoned pieces, the most complete first.
+	out = p.pickFromPartials(peer, peerHas, true, n, out)
 	// 2–3. Start new pieces.
 	for len(out)-start < n && p.pending > 0 {
 		i := p.choosePiece(peerHas)
 		if i < 0 {
 			break
 		}
-		pp := &partial{blocks: make([]blockState, p.blocksIn(i))}
+		pp := &partial{blocks: make([]blockState, p.blocksIn(i)), owner: peer}
 		p.partials[i] = pp
 		p.pending--
 		out = p.takeBlocks(i, pp, n-(len(out)-start), out)
 	}
-	// 4. End game: everything missing is requested somewhere.
+	// 4. Help with other peers' pieces.
+	if len(out)-start < n {
+		out = p.pickFromPartials(peer, peerHas, false, n-(len(out)-start), out)
+	}
+	// 5. End game: everything missing is requested somewhere.
 	if len(out) == start && p.pending == 0 {
 		out = p.pickEndGame(peerHas, n, mine, out)
 	}
 	return out
 }
 
-func (p *Picker) pickFromPartials(peerHas bitfield.Bitfield, n int, out []Block) []Block {
+// pickFromPartials takes unrequested blocks of started pieces the peer
+// has, the most complete piece first: with own set, only pieces open to
+// the peer (which it then owns); otherwise any.
+func (p *Picker) pickFromPartials(peer uint64, peerHas bitfield.Bitfield, own bool, n int, out []Block) []Block {
 	start := len(out)
 	for len(out)-start < n {
 		best, bestLeft := -1, 0
 		for i, pp := range p.partials {
-			if !peerHas.Has(i) {
+			if !peerHas.Has(i) || (own && !pp.open(peer)) {
 				continue
 			}
 			free := p.unrequested(pp)
@@ -236,7 +264,11 @@ func (p *Picker) pickFromPartials(peerHas bitfield.Bitfield, n int, out []Block)
 		if best < 0 {
 			return out
 		}
-		out = p.takeBlocks(best, p.partials[best], n-(len(out)-start), out)
+		pp := p.partials[best]
+		if own {
+			pp.owner = peer
+		}
+		out = p.takeBlocks(best, pp, n-(len(out)-start), out)
 	}
 	return out
 }
@@ -261,6 +293,7 @@ func (p *Picker) takeBlocks(i int, pp *partial, n int, out []Block) []Block {
 			continue
 		}
 		b.requests++
+		pp.requests++
 		out = append(out, p.BlockAt(i, k))
 		n--
 	}
@@ -318,6 +351,7 @@ func (p *Picker) pickEndGame(peerHas bitfield.Bitfield, n int, mine func(Block) 
 				continue
 			}
 			b.requests++
+			pp.requests++
 			out = append(out, blk)
 		}
 	}
@@ -346,6 +380,7 @@ func (p *Picker) Unrequest(b Block) {
 	}
 	if pp.blocks[k].requests > 0 {
 		pp.blocks[k].requests--
+		pp.requests--
 	}
 	p.dropIfIdle(int(b.Piece), pp)
 }
@@ -353,13 +388,8 @@ func (p *Picker) Unrequest(b Block) {
 // dropIfIdle turns a piece with no requests and no data back into a pending
 // one, so it competes again in rarest-first order.
 func (p *Picker) dropIfIdle(i int, pp *partial) {
-	if pp.received > 0 {
+	if pp.received > 0 || pp.requests > 0 {
 		return
-	}
-	for _, b := range pp.blocks {
-		if b.requests > 0 {
-			return
-		}
 	}
 	delete(p.partials, i)
 	p.pending++
@@ -378,6 +408,7 @@ func (p *Picker) Received(b Block) (fresh, complete bool) {
 	bs.received = true
 	if bs.requests > 0 {
 		bs.requests--
+		pp.requests--
 	}
 	pp.received++
 	return true, pp.received == len(pp.blocks)

@@ -27,14 +27,51 @@ func TestPicksOnlyWhatPeerHasAndFinishesStartedPieces(t *testing.T) {
 	p := newPicker(8, 64<<10, 8*64<<10)
 	peer := bitfield.New(8)
 	peer.Set(5)
-	got := p.Pick(peer, 2, nil, nil)
-	if len(got) != 2 || got[0].Piece != 5 || got[1].Piece != 5 {
-		t.Fatalf("got %+v, want two blocks of piece 5", got)
+	got := p.Pick(1, peer, 1, nil, nil)
+	if len(got) != 1 || got[0].Piece != 5 {
+		t.Fatalf("got %+v, want a block of piece 5", got)
 	}
-	// Another peer with everything continues piece 5 before starting others.
-	got = p.Pick(full(8), 2, nil, nil)
-	if got[0].Piece != 5 || got[1].Piece != 5 || got[0].Begin != 2*BlockSize {
+	// The same peer continues its piece before starting others.
+	got = p.Pick(1, full(8), 1, nil, nil)
+	if len(got) != 1 || got[0] != (Block{5, BlockSize, BlockSize}) {
 		t.Fatalf("strict priority broken: %+v", got)
+	}
+	// Its requests come back (it choked us) after one block arrived: the
+	// abandoned piece is finished first, by whoever asks next.
+	p.Received(Block{5, 0, BlockSize})
+	p.Unrequest(Block{5, BlockSize, BlockSize})
+	got = p.Pick(2, full(8), 3, nil, nil)
+	if len(got) != 3 || got[0].Piece != 5 || got[2].Piece != 5 || got[0].Begin != BlockSize {
+		t.Fatalf("abandoned piece not finished first: %+v", got)
+	}
+}
+
+func TestPieceAffinity(t *testing.T) {
+	p := newPicker(8, 64<<10, 8*64<<10)
+	a := p.Pick(1, full(8), 2, nil, nil)
+	if len(a) != 2 || a[0].Piece != a[1].Piece {
+		t.Fatalf("got %+v, want two blocks of one piece", a)
+	}
+	mine := int(a[0].Piece)
+	// Peer 2 has everything: it starts its own piece rather than split
+	// peer 1's, which peer 1 is still downloading.
+	b := p.Pick(2, full(8), 4, nil, nil)
+	for _, blk := range b {
+		if int(blk.Piece) == mine {
+			t.Fatalf("peer 2 joined peer 1's piece while others were free: %+v", b)
+		}
+	}
+	// Peer 3 has only peer 1's piece: nothing else to start, so it helps.
+	only := bitfield.New(8)
+	only.Set(mine)
+	c := p.Pick(3, only, 4, nil, nil)
+	if len(c) != 2 || int(c[0].Piece) != mine || c[0].Begin != 2*BlockSize {
+		t.Fatalf("peer 3 should take the rest of piece %d: %+v", mine, c)
+	}
+	// Peer 1 then finds its piece fully requested and starts another one.
+	d := p.Pick(1, full(8), 1, nil, nil)
+	if len(d) != 1 || int(d[0].Piece) == mine || int(d[0].Piece) == int(b[0].Piece) {
+		t.Fatalf("peer 1 should start a new piece: %+v", d)
 	}
 }
 
@@ -50,7 +87,7 @@ func TestRarestFirstAfterRandomStart(t *testing.T) {
 		}
 	}
 	p.avail[7] = 1
-	got := p.Pick(full(10), 1, nil, nil)
+	got := p.Pick(1, full(10), 1, nil, nil)
 	if len(got) != 1 || got[0].Piece != 7 {
 		t.Fatalf("got %+v, want piece 7", got)
 	}
@@ -58,7 +95,7 @@ func TestRarestFirstAfterRandomStart(t *testing.T) {
 
 func TestReceiveCompletesPieceAndFailureResets(t *testing.T) {
 	p := newPicker(1, 2*BlockSize, 2*BlockSize)
-	reqs := p.Pick(full(1), 10, nil, nil)
+	reqs := p.Pick(1, full(1), 10, nil, nil)
 	if len(reqs) != 2 {
 		t.Fatalf("want 2 requests, got %d", len(reqs))
 	}
@@ -72,14 +109,14 @@ func TestReceiveCompletesPieceAndFailureResets(t *testing.T) {
 		t.Fatal("piece should be complete")
 	}
 	p.PieceFailed(0)
-	if again := p.Pick(full(1), 10, nil, nil); len(again) != 2 {
+	if again := p.Pick(1, full(1), 10, nil, nil); len(again) != 2 {
 		t.Fatalf("after failure want 2 requests again, got %d", len(again))
 	}
 }
 
 func TestEndGameDuplicatesBounded(t *testing.T) {
 	p := newPicker(1, BlockSize, BlockSize)
-	a := p.Pick(full(1), 5, nil, nil)
+	a := p.Pick(1, full(1), 5, nil, nil)
 	if len(a) != 1 {
 		t.Fatal("want the only block")
 	}
@@ -87,25 +124,25 @@ func TestEndGameDuplicatesBounded(t *testing.T) {
 		t.Fatal("should be in end game")
 	}
 	mineA := func(b Block) bool { return b == a[0] }
-	if dup := p.Pick(full(1), 5, mineA, nil); len(dup) != 0 {
+	if dup := p.Pick(1, full(1), 5, mineA, nil); len(dup) != 0 {
 		t.Fatal("must not duplicate to the same peer")
 	}
-	b := p.Pick(full(1), 5, func(Block) bool { return false }, nil)
+	b := p.Pick(1, full(1), 5, func(Block) bool { return false }, nil)
 	if len(b) != 1 || b[0] != a[0] {
 		t.Fatalf("end game duplicate: %+v", b)
 	}
-	if c := p.Pick(full(1), 5, func(Block) bool { return false }, nil); len(c) != 0 {
+	if c := p.Pick(1, full(1), 5, func(Block) bool { return false }, nil); len(c) != 0 {
 		t.Fatal("duplicates must be capped at 2")
 	}
 }
 
 func TestUnrequestReturnsBlocksAndIgnoresForeignBlocks(t *testing.T) {
 	p := newPicker(2, BlockSize, 2*BlockSize)
-	a := p.Pick(full(2), 2, nil, nil)
+	a := p.Pick(1, full(2), 2, nil, nil)
 	for _, b := range a {
 		p.Unrequest(b)
 	}
-	if b := p.Pick(full(2), 2, nil, nil); len(b) != 2 {
+	if b := p.Pick(1, full(2), 2, nil, nil); len(b) != 2 {
 		t.Fatalf("blocks not returned: %+v", b)
 	}
 	for _, bad := range []Block{{0, 1, BlockSize}, {0, 0, 5}, {9, 0, BlockSize}} {
@@ -120,7 +157,7 @@ func TestPickUntilDone(t *testing.T) {
 	const n = 37
 	p := newPicker(n, 4*BlockSize, n*4*BlockSize-1000)
 	for !p.Done() {
-		reqs := p.Pick(full(n), 7, nil, nil)
+		reqs := p.Pick(1, full(n), 7, nil, nil)
 		if len(reqs) == 0 {
 			t.Fatal("stuck before done")
 		}
@@ -137,14 +174,14 @@ func TestPickUntilDone(t *testing.T) {
 
 func TestForgetRefetchesABlock(t *testing.T) {
 	p := newPicker(1, 2*BlockSize, 2*BlockSize)
-	reqs := p.Pick(full(1), 10, nil, nil)
+	reqs := p.Pick(1, full(1), 10, nil, nil)
 	p.Received(reqs[0])
 	p.Forget(reqs[0])
 	p.Forget(reqs[0]) // twice is harmless
 	if _, done := p.Received(reqs[1]); done {
 		t.Fatal("piece complete although a forgotten block is missing")
 	}
-	again := p.Pick(full(1), 10, nil, nil)
+	again := p.Pick(1, full(1), 10, nil, nil)
 	if len(again) != 1 || again[0] != reqs[0] {
 		t.Fatalf("want the forgotten block again, got %+v", again)
 	}

@@ -1,0 +1,41 @@
+package paid
+
+import (
+	"testing"
+	"time"
+
+	"github.com/floodgate-p2p/floodgate/internal/wire"
+)
+
+// A finished download keeps serving while peers still downloading owe it
+// (they pay as their pieces verify), but not for the residue a finished
+// peer leaves: it paid for all it verified before announcing its last
+// piece.
+func TestAwaitedCountsOnlyPeersStillDownloading(t *testing.T) {
+	s := newSwarm(t, tSize)
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
+	defer seeder.close()
+	buyer := s.account(10_000)
+	h := s.dial(seeder.addr(), buyer)
+	defer h.close()
+	h.authenticate()
+	c := openChannel(t, buyer, seeder.acct.id, chanLen, time.Now().Add(time.Hour))
+	h.sendFG(message{Type: typeChannel, Voucher: c.vb})
+	h.request(0, 8)
+	h.drain(300 * time.Millisecond)
+	if h.got == 0 {
+		t.Fatal("nothing served")
+	}
+	owed := valueOf(h.got)
+	if got := seeder.sess.Awaited(); got != owed {
+		t.Fatalf("Awaited = %d while a downloading peer owes %d units", got, owed)
+	}
+	// It announces every piece: whatever it still owes will not come.
+	for i := range s.mi.Info.NumPieces() {
+		h.send(wire.NewHave(uint32(i)))
+	}
+	eventually(t, 2*time.Second, "a complete peer's debt no longer awaited", func() bool {
+		return seeder.sess.Awaited() == 0
+	})
+	s.audit()
+}

@@ -58,7 +58,7 @@ func (s *Session) onChannel(ps *peerState, m message) error {
 		return fmt.Errorf("voucher of payer %s shown by %s", v.Payer, ps.account)
 	}
 	if _, known := s.in[v.Channel]; !known {
-		s.in[v.Channel] = &inChannel{v: v, lastPreimage: [32]byte(v.Root)}
+		s.addIn(&inChannel{v: v, lastPreimage: [32]byte(v.Root)})
 		s.dirty = true
 	}
 	ps.p.Wake()
@@ -152,26 +152,36 @@ func (s *Session) Serve(p engine.Peer, n int) engine.Verdict {
 	}
 }
 
+// addIn records a channel paid to us. s.mu is held.
+func (s *Session) addIn(ch *inChannel) {
+	s.in[ch.v.Channel] = ch
+	s.byPayer[ch.v.Payer] = append(s.byPayer[ch.v.Payer], ch)
+}
+
 // hasChannel reports whether the account ever showed us a channel.
 func (s *Session) hasChannel(account string) bool {
-	for _, ch := range s.in {
-		if ch.v.Payer == account {
-			return true
-		}
-	}
-	return false
+	_, ok := s.byPayer[account]
+	return ok
 }
 
 // backing is what the account's channels can still pay us beyond what it
 // already owes: serving past it would be credit the broker does not cover.
+// It runs for every block served, so channels that can back nothing more
+// (spent, closed, near expiry) leave the account's list as they are met.
 func (s *Session) backing(account string) int64 {
 	var unspent int64
 	now := s.cfg.Now()
-	for _, ch := range s.in {
-		if ch.v.Payer == account && !ch.closed && ch.live(now) {
-			unspent += ch.unspent()
+	chans := s.byPayer[account]
+	live := chans[:0]
+	for _, ch := range chans {
+		if ch.closed || !ch.live(now) || ch.unspent() <= 0 {
+			continue
 		}
+		unspent += ch.unspent()
+		live = append(live, ch)
 	}
+	clear(chans[len(live):])
+	s.byPayer[account] = live
 	return unspent - s.book.Status(account).Unpaid
 }
 
@@ -434,7 +444,7 @@ func (s *Session) restore() (*credit.Book, error) {
 		if err := v.UnmarshalBinary(pc.Voucher); err != nil || v.Verify(s.cfg.Terms.Provider) != nil || v.Payee != s.account {
 			continue // not ours or not the provider's: nothing to redeem
 		}
-		s.in[v.Channel] = &inChannel{v: v, lastIndex: pc.LastIndex, lastPreimage: [32]byte(pc.LastPreimage), redeemedIndex: pc.RedeemedIndex, closed: pc.Closed}
+		s.addIn(&inChannel{v: v, lastIndex: pc.LastIndex, lastPreimage: [32]byte(pc.LastPreimage), redeemedIndex: pc.RedeemedIndex, closed: pc.Closed})
 	}
 	s.earned = st.Earned
 	if len(st.Book) == 0 {

@@ -113,12 +113,15 @@ type Session struct {
 	left     int64 // bytes still to download
 
 	// Uploader side.
-	book      *credit.Book
-	in        map[string]*inChannel // by channel id
-	earned    int64                 // redeemed so far
-	reported  map[string]bool       // accounts we filed a complaint about
-	banned    map[string]string     // accounts banned for bad data
-	refused   map[string]string     // accounts cut off, with the reason
+	book *credit.Book
+	in   map[string]*inChannel // by channel id
+	// byPayer lists, per account that showed us a channel, those that
+	// may still back service (see backing).
+	byPayer   map[string][]*inChannel
+	earned    int64             // redeemed so far
+	reported  map[string]bool   // accounts we filed a complaint about
+	banned    map[string]string // accounts banned for bad data
+	refused   map[string]string // accounts cut off, with the reason
 	dirty     bool
 	closeOnce sync.Once
 }
@@ -211,6 +214,7 @@ func NewSession(cfg Config) (*Session, error) {
 		tab:      credit.NewTab(),
 		out:      make(map[string]*payeeState),
 		in:       make(map[string]*inChannel),
+		byPayer:  make(map[string][]*inChannel),
 		reported: make(map[string]bool),
 		banned:   make(map[string]string),
 		refused:  make(map[string]string),

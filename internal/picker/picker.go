@@ -29,6 +29,7 @@
 package picker
 
 import (
+	"math/bits"
 	"math/rand/v2"
 
 	"github.com/floodgate-p2p/floodgate/internal/bitfield"
@@ -67,6 +68,8 @@ type partial struct {
 	received int
 	// requests is the sum of the blocks' outstanding requests.
 	requests int
+	// free counts blocks neither received nor requested.
+	free int
 	// owner is the peer that started the piece (or took it over after it
 	// was abandoned); others join it only when they have nothing else.
 	owner uint64
@@ -81,9 +84,12 @@ func (pp *partial) open(peer uint64) bool { return pp.owner == peer || pp.reques
 type Picker struct {
 	cfg       Config
 	have      bitfield.Bitfield // verified pieces
+	haveCount int               // pieces set in have
 	avail     []int32           // how many connected peers have each piece
 	partials  map[int]*partial
-	pending   int // pieces neither had nor partial; lets Pick skip full scans
+	pending   int               // pieces neither had nor partial
+	unstarted bitfield.Bitfield // those pieces, scanned a byte at a time
+	free      int               // free blocks of all partials (see partial.free)
 	rng       *rand.Rand
 	numBlocks int // blocks in a full-size piece
 }
@@ -96,15 +102,51 @@ func New(cfg Config, rng *rand.Rand) *Picker {
 	if cfg.EndGameDuplicates == 0 {
 		cfg.EndGameDuplicates = 2
 	}
+	unstarted := bitfield.New(cfg.NumPieces)
+	unstarted.SetAll()
 	return &Picker{
 		cfg:       cfg,
 		have:      bitfield.New(cfg.NumPieces),
 		avail:     make([]int32, cfg.NumPieces),
 		partials:  make(map[int]*partial),
 		pending:   cfg.NumPieces,
+		unstarted: unstarted,
 		rng:       rng,
 		numBlocks: int((cfg.PieceLength + BlockSize - 1) / BlockSize),
 	}
+}
+
+// start makes pending piece i a partial owned by owner.
+func (p *Picker) start(i int, owner uint64) *partial {
+	n := p.blocksIn(i)
+	pp := &partial{blocks: make([]blockState, n), free: n, owner: owner}
+	p.partials[i] = pp
+	p.pending--
+	p.unstarted.Clear(i)
+	p.free += n
+	return pp
+}
+
+// unstart forgets partial piece i; it is pending again unless had.
+func (p *Picker) unstart(i int, pp *partial) {
+	delete(p.partials, i)
+	p.free -= pp.free
+	if !p.have.Has(i) {
+		p.pending++
+		p.unstarted.Set(i)
+	}
+}
+
+// takeFree marks a free block of pp as requested or received.
+func (p *Picker) takeFree(pp *partial) {
+	pp.free--
+	p.free--
+}
+
+// freeAgain marks a block of pp free again.
+func (p *Picker) freeAgain(pp *partial) {
+	pp.free++
+	p.free++
 }
 
 // pieceSize is the length of piece i; only the last may be short.
@@ -133,10 +175,10 @@ func (p *Picker) BlockAt(i, k int) Block {
 func (p *Picker) Have(i int) bool { return p.have.Has(i) }
 
 // HaveCount is the number of verified pieces.
-func (p *Picker) HaveCount() int { return p.have.Count() }
+func (p *Picker) HaveCount() int { return p.haveCount }
 
 // Done reports whether every piece is verified.
-func (p *Picker) Done() bool { return p.have.Count() == p.cfg.NumPieces }
+func (p *Picker) Done() bool { return p.haveCount == p.cfg.NumPieces }
 
 // Bitfield returns a copy of the verified pieces.
 func (p *Picker) Bitfield() bitfield.Bitfield { return p.have.Clone() }
@@ -147,20 +189,21 @@ func (p *Picker) SetHave(i int) {
 	if i < 0 || i >= p.cfg.NumPieces || p.have.Has(i) {
 		return
 	}
-	if _, ok := p.partials[i]; ok {
-		delete(p.partials, i)
+	p.have.Set(i)
+	p.haveCount++
+	if pp, ok := p.partials[i]; ok {
+		p.unstart(i, pp)
 	} else {
 		p.pending--
+		p.unstarted.Clear(i)
 	}
-	p.have.Set(i)
 }
 
 // PieceFailed forgets every block of piece i after its hash did not check
 // out, so it is downloaded again.
 func (p *Picker) PieceFailed(i int) {
-	if _, ok := p.partials[i]; ok {
-		delete(p.partials, i)
-		p.pending++
+	if pp, ok := p.partials[i]; ok {
+		p.unstart(i, pp)
 	}
 }
 
@@ -197,8 +240,9 @@ func (p *Picker) Interesting(peerHas bitfield.Bitfield) bool {
 	if p.Done() {
 		return false
 	}
-	for i := 0; i < p.cfg.NumPieces; i++ {
-		if peerHas.Has(i) && !p.have.Has(i) {
+	have := p.have.Bytes()
+	for j, x := range peerHas.Bytes() {
+		if j < len(have) && x&^have[j] != 0 {
 			return true
 		}
 	}
@@ -223,10 +267,7 @@ func (p *Picker) Pick(peer uint64, peerHas bitfield.Bitfield, n int, mine func(B
 		if i < 0 {
 			break
 		}
-		pp := &partial{blocks: make([]blockState, p.blocksIn(i)), owner: peer}
-		p.partials[i] = pp
-		p.pending--
-		out = p.takeBlocks(i, pp, n-(len(out)-start), out)
+		out = p.takeBlocks(i, p.start(i, peer), n-(len(out)-start), out)
 	}
 	// 4. Help with other peers' pieces.
 	if len(out)-start < n {
@@ -247,11 +288,7 @@ func (p *Picker) pickFromPartials(peer uint64, peerHas bitfield.Bitfield, own bo
 	for len(out)-start < n {
 		best, bestLeft := -1, 0
 		for i, pp := range p.partials {
-			if !peerHas.Has(i) || (own && !pp.open(peer)) {
-				continue
-			}
-			free := p.unrequested(pp)
-			if free == 0 {
+			if pp.free == 0 || !peerHas.Has(i) || (own && !pp.open(peer)) {
 				continue
 			}
 			// Prefer the piece closest to completion; ties by index keep
@@ -273,16 +310,6 @@ func (p *Picker) pickFromPartials(peer uint64, peerHas bitfield.Bitfield, own bo
 	return out
 }
 
-func (p *Picker) unrequested(pp *partial) int {
-	c := 0
-	for _, b := range pp.blocks {
-		if !b.received && b.requests == 0 {
-			c++
-		}
-	}
-	return c
-}
-
 func (p *Picker) takeBlocks(i int, pp *partial, n int, out []Block) []Block {
 	for k := range pp.blocks {
 		if n == 0 {
@@ -292,6 +319,7 @@ func (p *Picker) takeBlocks(i int, pp *partial, n int, out []Block) []Block {
 		if b.received || b.requests > 0 {
 			continue
 		}
+		p.takeFree(pp)
 		b.requests++
 		pp.requests++
 		out = append(out, p.BlockAt(i, k))
@@ -300,32 +328,37 @@ func (p *Picker) takeBlocks(i int, pp *partial, n int, out []Block) []Block {
 	return out
 }
 
-// choosePiece returns a piece to start from those the peer has, or -1.
+// choosePiece returns a piece to start from those the peer has, or -1. It
+// runs for every piece started, so it scans eight pieces at a time and
+// skips at once what the peer lacks or is already started or had.
 func (p *Picker) choosePiece(peerHas bitfield.Bitfield) int {
-	randomPhase := p.have.Count() < p.cfg.RandomFirst
-	best, bestAvail, ties := -1, int32(0), 0
-	// Scan from a random offset so equal candidates are spread evenly.
-	off := p.rng.IntN(p.cfg.NumPieces)
-	for j := 0; j < p.cfg.NumPieces; j++ {
-		i := (off + j) % p.cfg.NumPieces
-		if p.have.Has(i) || !peerHas.Has(i) {
-			continue
-		}
-		if _, ok := p.partials[i]; ok {
-			continue
-		}
-		if randomPhase {
-			return i
-		}
-		a := p.avail[i]
-		switch {
-		case best < 0 || a < bestAvail:
-			best, bestAvail, ties = i, a, 1
-		case a == bestAvail:
-			// Reservoir sampling among equally rare pieces.
-			ties++
-			if p.rng.IntN(ties) == 0 {
-				best = i
+	randomPhase := p.haveCount < p.cfg.RandomFirst
+	best, bestAvail := -1, int32(0)
+	want, has := p.unstarted.Bytes(), peerHas.Bytes()
+	n := min(len(want), len(has))
+	if n == 0 {
+		return -1
+	}
+	// Scan from a random offset and take the first of the rarest, so
+	// equally rare pieces are chosen at random; a piece only this peer
+	// has cannot be beaten, which ends the scan at once when one seeder
+	// is the only source.
+	off := p.rng.IntN(n)
+	for j := range n {
+		k := (off + j) % n
+		x := want[k] & has[k]
+		for x != 0 {
+			bit := bits.LeadingZeros8(x) // BEP 3: the high bit is the lowest piece
+			x &^= 0x80 >> bit
+			i := k*8 + bit
+			if randomPhase {
+				return i
+			}
+			if a := p.avail[i]; best < 0 || a < bestAvail {
+				best, bestAvail = i, a
+				if a <= 1 {
+					return best
+				}
 			}
 		}
 	}
@@ -350,6 +383,9 @@ func (p *Picker) pickEndGame(peerHas bitfield.Bitfield, n int, mine func(Block) 
 			if mine != nil && mine(blk) {
 				continue
 			}
+			if b.requests == 0 {
+				p.takeFree(pp)
+			}
 			b.requests++
 			pp.requests++
 			out = append(out, blk)
@@ -359,17 +395,7 @@ func (p *Picker) pickEndGame(peerHas bitfield.Bitfield, n int, mine func(Block) 
 }
 
 // EndGame reports whether every missing block is already requested.
-func (p *Picker) EndGame() bool {
-	if p.pending > 0 {
-		return false
-	}
-	for _, pp := range p.partials {
-		if p.unrequested(pp) > 0 {
-			return false
-		}
-	}
-	return true
-}
+func (p *Picker) EndGame() bool { return p.pending == 0 && p.free == 0 }
 
 // Unrequest returns an outstanding request to the pool (the peer choked us,
 // rejected it, timed out or disconnected).
@@ -378,9 +404,12 @@ func (p *Picker) Unrequest(b Block) {
 	if pp == nil {
 		return
 	}
-	if pp.blocks[k].requests > 0 {
-		pp.blocks[k].requests--
+	if bs := &pp.blocks[k]; bs.requests > 0 {
+		bs.requests--
 		pp.requests--
+		if bs.requests == 0 && !bs.received {
+			p.freeAgain(pp)
+		}
 	}
 	p.dropIfIdle(int(b.Piece), pp)
 }
@@ -391,8 +420,7 @@ func (p *Picker) dropIfIdle(i int, pp *partial) {
 	if pp.received > 0 || pp.requests > 0 {
 		return
 	}
-	delete(p.partials, i)
-	p.pending++
+	p.unstart(i, pp)
 }
 
 // Received records an arrived block. fresh is false for a block that was
@@ -409,6 +437,8 @@ func (p *Picker) Received(b Block) (fresh, complete bool) {
 	if bs.requests > 0 {
 		bs.requests--
 		pp.requests--
+	} else {
+		p.takeFree(pp) // unsolicited, or its request was withdrawn
 	}
 	pp.received++
 	return true, pp.received == len(pp.blocks)
@@ -425,6 +455,9 @@ func (p *Picker) Forget(b Block) {
 	}
 	pp.blocks[k].received = false
 	pp.received--
+	if pp.blocks[k].requests == 0 {
+		p.freeAgain(pp)
+	}
 	p.dropIfIdle(int(b.Piece), pp)
 }
 

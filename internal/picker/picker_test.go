@@ -186,3 +186,139 @@ func TestForgetRefetchesABlock(t *testing.T) {
 		t.Fatalf("want the forgotten block again, got %+v", again)
 	}
 }
+
+// checkInvariants recomputes the picker's counters from its block states.
+func checkInvariants(t *testing.T, p *Picker) {
+	t.Helper()
+	free, pending := 0, 0
+	for i := range p.cfg.NumPieces {
+		pp, partial := p.partials[i]
+		switch {
+		case p.have.Has(i):
+			if partial || p.unstarted.Has(i) {
+				t.Fatalf("had piece %d is partial %v or unstarted %v", i, partial, p.unstarted.Has(i))
+			}
+		case partial:
+			if p.unstarted.Has(i) {
+				t.Fatalf("partial piece %d marked unstarted", i)
+			}
+			f, r, got := 0, 0, 0
+			for _, b := range pp.blocks {
+				if !b.received && b.requests == 0 {
+					f++
+				}
+				if b.received {
+					got++
+				}
+				r += int(b.requests)
+			}
+			if f != pp.free || r != pp.requests || got != pp.received {
+				t.Fatalf("piece %d: free %d/%d requests %d/%d received %d/%d", i, pp.free, f, pp.requests, r, pp.received, got)
+			}
+			free += f
+		default:
+			if !p.unstarted.Has(i) {
+				t.Fatalf("pending piece %d not marked unstarted", i)
+			}
+			pending++
+		}
+	}
+	if free != p.free || pending != p.pending {
+		t.Fatalf("free %d (want %d), pending %d (want %d)", p.free, free, p.pending, pending)
+	}
+}
+
+// Random operations in any order keep the counters Pick relies on exact,
+// and every pick is a block the peer has and that is still missing.
+func TestPickerCountersUnderRandomOperations(t *testing.T) {
+	for seed := range uint64(50) {
+		randomOperations(t, seed)
+	}
+}
+
+func randomOperations(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 8))
+	const pieces = 29
+	p := New(Config{NumPieces: pieces, PieceLength: 4 * BlockSize, TotalLength: pieces*4*BlockSize - 5000}, rand.New(rand.NewPCG(3, 4)))
+	type req struct {
+		peer uint64
+		b    Block
+	}
+	var out []req
+	peers := make([]bitfield.Bitfield, 4)
+	for i := range peers {
+		peers[i] = bitfield.New(pieces)
+		for j := range pieces {
+			if rng.IntN(3) > 0 {
+				peers[i].Set(j)
+			}
+		}
+	}
+	step := 0
+	for ; step < 20000 && !p.Done(); step++ {
+		switch op := rng.IntN(10); {
+		case op < 4:
+			k := rng.IntN(len(peers))
+			mine := func(b Block) bool {
+				for _, r := range out {
+					if r.peer == uint64(k+1) && r.b == b {
+						return true
+					}
+				}
+				return false
+			}
+			for _, b := range p.Pick(uint64(k+1), peers[k], 1+rng.IntN(6), mine, nil) {
+				if !peers[k].Has(int(b.Piece)) || p.Have(int(b.Piece)) {
+					t.Fatalf("step %d: picked %+v the peer lacks or we have", step, b)
+				}
+				out = append(out, req{uint64(k + 1), b})
+			}
+		case op < 7 && len(out) > 0:
+			j := rng.IntN(len(out))
+			r := out[j]
+			out = append(out[:j], out[j+1:]...)
+			if _, done := p.Received(r.b); done {
+				if rng.IntN(8) == 0 {
+					p.PieceFailed(int(r.b.Piece))
+				} else {
+					p.SetHave(int(r.b.Piece))
+				}
+			}
+		case op < 9 && len(out) > 0:
+			j := rng.IntN(len(out))
+			p.Unrequest(out[j].b)
+			out = append(out[:j], out[j+1:]...)
+		case op == 9:
+			p.Forget(p.BlockAt(rng.IntN(pieces), rng.IntN(4)))
+		default:
+			peers[rng.IntN(len(peers))].Set(rng.IntN(pieces))
+		}
+		checkInvariants(t, p)
+		if want := p.pending == 0 && p.free == 0; p.EndGame() != want {
+			t.Fatalf("step %d: EndGame %v", step, p.EndGame())
+		}
+	}
+	if !p.Done() {
+		t.Fatalf("seed %d: %d of %d pieces after %d steps", seed, p.HaveCount(), pieces, step)
+	}
+}
+
+// BenchmarkPickWholeTorrent downloads a 4096-piece torrent (1 GiB at
+// 256 KiB) from one peer, a piece per Pick, as a fast seeder's leecher does.
+func BenchmarkPickWholeTorrent(b *testing.B) {
+	const pieces = 4096
+	peer := full(pieces)
+	b.ReportAllocs()
+	for range b.N {
+		p := newPicker(pieces, 16*BlockSize, pieces*16*BlockSize)
+		var reqs []Block
+		for !p.Done() {
+			reqs = p.Pick(1, peer, 16, nil, reqs[:0])
+			for _, blk := range reqs {
+				if _, done := p.Received(blk); done {
+					p.SetHave(int(blk.Piece))
+				}
+			}
+		}
+	}
+}

@@ -257,18 +257,23 @@ func (n *Node) close() error {
 	n.cancel()
 	n.wg.Wait()
 	err := n.client.Close()
+	payClosed := make(chan error, 1)
 	if n.pay != nil {
 		// After the peers are gone: redeem what we earned, close the
-		// channels paid to us, persist.
-		if perr := n.pay.Close(); err == nil {
-			err = perr
-		}
+		// channels paid to us, persist. Broker round trips and the
+		// disk flush below need not wait for each other.
+		go func() { payClosed <- n.pay.Close() }()
+	} else {
+		payClosed <- nil
 	}
 	if n.store.Mode() == storage.ReadWrite {
 		// Durability point: "done" must mean on disk, not in the cache.
 		if serr := n.store.Sync(); err == nil {
 			err = serr
 		}
+	}
+	if perr := <-payClosed; err == nil {
+		err = perr
 	}
 	if serr := n.store.Close(); err == nil {
 		err = serr

@@ -13,6 +13,7 @@ import (
 	"github.com/floodgate-p2p/floodgate/internal/engine"
 	"github.com/floodgate-p2p/floodgate/internal/hashchain"
 	"github.com/floodgate-p2p/floodgate/internal/identity"
+	"golang.org/x/sync/errgroup"
 )
 
 // inChannel is a channel someone opened to pay us.
@@ -258,33 +259,54 @@ func (s *Session) redeemLoop() {
 
 // redeemAll claims every payment received since the last redemption.
 func (s *Session) redeemAll(ctx context.Context) {
-	type job struct {
-		id  string
-		idx int64
-		pre [32]byte
-	}
 	s.mu.Lock()
-	var jobs []job
+	var ids []string
 	for id, ch := range s.in {
 		if ch.lastIndex > ch.redeemedIndex && !ch.closed {
-			jobs = append(jobs, job{id, ch.lastIndex, ch.lastPreimage})
+			ids = append(ids, id)
 		}
 	}
 	s.mu.Unlock()
-	for _, j := range jobs {
-		paid, err := s.cfg.Broker.Redeem(ctx, j.id, j.idx, identity.Digest(j.pre))
-		if err != nil {
-			s.log.Warn("redeem", "channel", j.id, "err", err)
-			continue
-		}
-		s.mu.Lock()
-		if ch := s.in[j.id]; ch != nil && j.idx > ch.redeemedIndex {
-			ch.redeemedIndex = j.idx
-			s.earned += paid
-			s.dirty = true
-		}
-		s.mu.Unlock()
+	eachParallel(ids, func(id string) { s.redeem(ctx, id) })
+}
+
+// redeem claims what channel id received since its last redemption and
+// reports whether everything received is redeemed.
+func (s *Session) redeem(ctx context.Context, id string) bool {
+	s.mu.Lock()
+	ch := s.in[id]
+	idx, pre, done := ch.lastIndex, ch.lastPreimage, ch.lastIndex == ch.redeemedIndex
+	s.mu.Unlock()
+	if done {
+		return true
 	}
+	paid, err := s.cfg.Broker.Redeem(ctx, id, idx, identity.Digest(pre))
+	if err != nil {
+		s.log.Warn("redeem", "channel", id, "err", err)
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if idx > ch.redeemedIndex {
+		ch.redeemedIndex = idx
+		s.earned += paid
+		s.dirty = true
+	}
+	return ch.redeemedIndex == ch.lastIndex
+}
+
+// brokerParallel bounds the broker calls a session makes at once.
+const brokerParallel = 8
+
+// eachParallel runs fn for every id, at most brokerParallel at a time:
+// each is a broker round trip, and a session may hold many channels.
+func eachParallel(ids []string, fn func(id string)) {
+	var g errgroup.Group
+	g.SetLimit(brokerParallel)
+	for _, id := range ids {
+		g.Go(func() error { fn(id); return nil })
+	}
+	_ = g.Wait()
 }
 
 // cutOffOverdue stops serving accounts that stopped paying and reports
@@ -462,25 +484,29 @@ func (s *Session) Close() error {
 		s.wg.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		s.redeemAll(ctx)
 		s.mu.Lock()
 		var ids []string
 		for id, ch := range s.in {
-			if !ch.closed && ch.redeemedIndex == ch.lastIndex {
+			if !ch.closed {
 				ids = append(ids, id)
 			}
 		}
 		s.mu.Unlock()
-		for _, id := range ids {
+		// A channel is closed only once all it carried is redeemed, or
+		// the payments not yet claimed would go back to the payer.
+		eachParallel(ids, func(id string) {
+			if !s.redeem(ctx, id) {
+				return
+			}
 			if cerr := s.cfg.Broker.Close(ctx, id); cerr != nil {
 				s.log.Warn("close channel", "channel", id, "err", cerr)
-				continue
+				return
 			}
 			s.mu.Lock()
 			s.in[id].closed = true
 			s.dirty = true
 			s.mu.Unlock()
-		}
+		})
 		err = s.persist()
 	})
 	return err

@@ -45,7 +45,23 @@ type payeeState struct {
 	retryAt time.Time // no new attempt before this
 	shrink  uint      // halvings of the channel value after "insufficient funds"
 	grant   int64     // size of the next channel before other limits
+	// payQueued: a deferred payment (see payVerified) is scheduled.
+	payQueued bool
 }
+
+// Payments for verified pieces are batched: a payment message per piece
+// cost the uploader a wake-up, a read and a hash check, and the payer a
+// write, for every piece — several percent of a fast transfer. What is
+// due is sent once payDelay after the first unpaid piece, or at once when
+// it reaches payBatchBytes' worth or a quarter of what we ever paid that
+// uploader, whichever is less. The quarter keeps the deferred value well
+// inside the uploader's credit window (twice what was paid, see
+// internal/credit), so early payments, while the window is small, still
+// go out piece by piece.
+const (
+	payDelay      = 2 * time.Millisecond
+	payBatchBytes = 1 << 20
+)
 
 // firstChannelBytes is what the first channel to a new uploader buys.
 const firstChannelBytes = 4 << 20
@@ -59,9 +75,13 @@ const minChannelValue = 16
 // them, so its view of what the channel still backs runs ahead of ours by
 // everything in flight (socket buffers, pieces not yet verified), and on
 // a fast link that plus a broker round trip is more than half a channel.
+// Small channels (the first ones to an uploader we have paid) are
+// refilled while refillHeadroomBytes' worth is left, since a quarter of
+// them is less than what is in flight during a broker round trip.
 const (
-	refillNum = 3 // refill when remaining < refillNum/refillDen of the value
-	refillDen = 4
+	refillNum           = 3 // refill when remaining < refillNum/refillDen of the value
+	refillDen           = 4
+	refillHeadroomBytes = 8 << 20
 )
 
 // MayRequest implements engine.Payments: any peer that finished
@@ -124,8 +144,39 @@ func (s *Session) Verified(piece int, from []engine.Contribution) {
 			continue // a plain peer serves for free
 		}
 		s.tab.Received(ps.account, int64(c.Bytes), price)
-		s.payOut(ps.account)
+		s.payVerified(ps.account)
 	}
+}
+
+// payVerified pays account for verified pieces now or soon (see
+// payDelay). s.mu is held.
+func (s *Session) payVerified(account string) {
+	po := s.out[account]
+	if po == nil || s.left == 0 || s.tab.Due(account) >= s.payBatch(account) {
+		s.payOut(account) // the first payment opens a channel: no delay
+		return
+	}
+	if po.payQueued {
+		return
+	}
+	po.payQueued = true
+	time.AfterFunc(payDelay, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		po.payQueued = false
+		if s.ctx.Err() == nil {
+			s.payOut(account)
+		}
+	})
+}
+
+// payBatch is how much may be due to account before we pay at once.
+func (s *Session) payBatch(account string) int64 {
+	batch, err := terms.PriceFor(payBatchBytes, s.cfg.Class.PricePerMiB)
+	if err != nil {
+		batch = 0
+	}
+	return min(batch, s.tab.PaidTo(account)/4)
 }
 
 // Failed implements engine.Payments: tell each authenticated contributor of
@@ -194,12 +245,22 @@ func (s *Session) ensureChannel(account string) {
 		return
 	}
 	if po.current.usable(s.cfg.Now()) {
-		if po.current.remaining()*refillDen >= po.current.chain.Length()*refillNum {
+		// The headroom is for uploaders that delivered: one that never
+		// did must not make us lock more than its first channel.
+		headroom, err := terms.PriceFor(refillHeadroomBytes, s.cfg.Class.PricePerMiB)
+		if err != nil || s.tab.PaidTo(account) == 0 {
+			headroom = 0
+		}
+		if rem := po.current.remaining(); rem*refillDen >= po.current.chain.Length()*refillNum && rem >= headroom {
 			return
 		}
 		// Near the end of the purchase: no new lock if the current
-		// channel covers all that is left to buy from anyone.
-		if need, err := terms.PriceFor(s.left, s.cfg.Class.PricePerMiB); err == nil && po.current.remaining() >= need+s.tab.Due(account) {
+		// channel covers all that is left to buy from anyone. One unit
+		// more than the price of what is left: the fractions of a unit
+		// already received but not yet due can add up to one more step,
+		// and an uploader whose channel is one unit short holds the last
+		// piece, which then never verifies and is never paid for.
+		if need, err := terms.PriceFor(s.left, s.cfg.Class.PricePerMiB); err == nil && po.current.remaining() >= need+1+s.tab.Due(account) {
 			return
 		}
 	}

@@ -29,6 +29,7 @@
 package picker
 
 import (
+	"math"
 	"math/bits"
 	"math/rand/v2"
 
@@ -328,41 +329,59 @@ func (p *Picker) takeBlocks(i int, pp *partial, n int, out []Block) []Block {
 	return out
 }
 
-// choosePiece returns a piece to start from those the peer has, or -1. It
-// runs for every piece started, so it scans eight pieces at a time and
-// skips at once what the peer lacks or is already started or had.
+// choosePiece returns a piece to start from those the peer has, or -1:
+// in the random phase any of them, later one of the rarest, each equally
+// likely (a biased choice would send every peer after the same pieces).
+// It runs for every piece started, so it scans eight pieces at a time,
+// skipping at once what the peer lacks or is already started or had, and
+// draws one random number: a first pass counts the candidates (the rarest
+// ones), the second takes the drawn one.
 func (p *Picker) choosePiece(peerHas bitfield.Bitfield) int {
 	randomPhase := p.haveCount < p.cfg.RandomFirst
-	best, bestAvail := -1, int32(0)
 	want, has := p.unstarted.Bytes(), peerHas.Bytes()
 	n := min(len(want), len(has))
-	if n == 0 {
-		return -1
-	}
-	// Scan from a random offset and take the first of the rarest, so
-	// equally rare pieces are chosen at random; a piece only this peer
-	// has cannot be beaten, which ends the scan at once when one seeder
-	// is the only source.
-	off := p.rng.IntN(n)
-	for j := range n {
-		k := (off + j) % n
+	rarest, count := int32(math.MaxInt32), 0
+	for k := range n {
 		x := want[k] & has[k]
+		if randomPhase {
+			count += bits.OnesCount8(x)
+			continue
+		}
 		for x != 0 {
 			bit := bits.LeadingZeros8(x) // BEP 3: the high bit is the lowest piece
 			x &^= 0x80 >> bit
-			i := k*8 + bit
-			if randomPhase {
-				return i
-			}
-			if a := p.avail[i]; best < 0 || a < bestAvail {
-				best, bestAvail = i, a
-				if a <= 1 {
-					return best
-				}
+			switch a := p.avail[k*8+bit]; {
+			case a < rarest:
+				rarest, count = a, 1
+			case a == rarest:
+				count++
 			}
 		}
 	}
-	return best
+	if count == 0 {
+		return -1
+	}
+	pick := p.rng.IntN(count)
+	for k := range n {
+		x := want[k] & has[k]
+		if randomPhase {
+			if c := bits.OnesCount8(x); pick >= c {
+				pick -= c
+				continue
+			}
+		}
+		for x != 0 {
+			bit := bits.LeadingZeros8(x)
+			x &^= 0x80 >> bit
+			if i := k*8 + bit; randomPhase || p.avail[i] == rarest {
+				if pick == 0 {
+					return i
+				}
+				pick--
+			}
+		}
+	}
+	return -1 // not reached: the second pass meets every candidate again
 }
 
 func (p *Picker) pickEndGame(peerHas bitfield.Bitfield, n int, mine func(Block) bool, out []Block) []Block {

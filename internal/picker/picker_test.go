@@ -322,3 +322,34 @@ func BenchmarkPickWholeTorrent(b *testing.B) {
 		}
 	}
 }
+
+// Equally good pieces are equally likely, whatever the gaps between them:
+// a biased choice (say, the first candidate after a random offset) sends
+// every peer after the same pieces and costs the swarm its diversity.
+func TestChoosePieceIsUniform(t *testing.T) {
+	candidates := []int{0, 1, 2, 3, 20, 40, 41, 63}
+	peer := bitfield.New(64)
+	for _, i := range candidates {
+		peer.Set(i)
+	}
+	for _, phase := range []string{"random", "rarest"} {
+		p := newPicker(64, BlockSize, 64*BlockSize)
+		if phase == "rarest" {
+			p.cfg.RandomFirst = 1
+			p.SetHave(30) // not a candidate
+			for i := range 64 {
+				p.avail[i] = 3
+			}
+		}
+		const draws = 8000
+		counts := map[int]int{}
+		for range draws {
+			counts[p.choosePiece(peer)]++
+		}
+		for _, i := range candidates {
+			if c := counts[i]; c < draws/len(candidates)*8/10 || c > draws/len(candidates)*12/10 {
+				t.Fatalf("%s phase: piece %d chosen %d times of %d, want about %d; all: %v", phase, i, c, draws, draws/len(candidates), counts)
+			}
+		}
+	}
+}

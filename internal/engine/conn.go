@@ -61,7 +61,6 @@ type peerConn struct {
 
 	// Guarded by t.mu.
 	peerHas        bitfield.Bitfield
-	hasCount       int // pieces set in peerHas
 	amChoking      bool
 	amInterested   bool
 	peerChoking    bool
@@ -84,13 +83,13 @@ type peerConn struct {
 	lastSentNano atomic.Int64
 
 	// Writer state.
-	wmu      sync.Mutex
-	queue    []wire.Message
-	uploads  []picker.Block
-	inWriter atomic.Int32 // upload blocks handed to the writer, not yet sent
-	complete atomic.Bool  // peerHas is full (see Peer.Complete)
-	wake     chan struct{}
-	closing  chan struct{}
+	wmu        sync.Mutex
+	queue      []wire.Message
+	uploads    []picker.Block
+	inWriter   atomic.Int32 // upload blocks handed to the writer, not yet sent
+	interested atomic.Bool  // mirrors peerInterested for Peer.Interested
+	wake       chan struct{}
+	closing    chan struct{}
 }
 
 func (pc *peerConn) lastRecv() time.Time { return time.Unix(0, pc.lastRecvNano.Load()) }
@@ -303,9 +302,11 @@ func (pc *peerConn) handle(m wire.Message) error {
 		t.fillRequests(pc)
 	case wire.Interested:
 		pc.peerInterested = true
+		pc.interested.Store(true)
 		t.rechokeSoon()
 	case wire.NotInterested:
 		pc.peerInterested = false
+		pc.interested.Store(false)
 		t.sched.RemovePeer(scheduler.PeerID(pc.id))
 		_ = t.sched.SetPeer(scheduler.PeerID(pc.id), scheduler.Terms{})
 	case wire.Have:
@@ -314,8 +315,6 @@ func (pc *peerConn) handle(m wire.Message) error {
 		}
 		if !pc.peerHas.Has(int(m.Index)) {
 			pc.peerHas.Set(int(m.Index))
-			pc.hasCount++
-			pc.complete.Store(pc.hasCount == n)
 			t.picker.PeerHasPiece(int(m.Index))
 			if !pc.amInterested && !t.picker.Have(int(m.Index)) {
 				t.updateInterest(pc)
@@ -382,8 +381,6 @@ func (pc *peerConn) replaceHas(bf bitfield.Bitfield) {
 	t := pc.t
 	t.picker.PeerGone(pc.peerHas)
 	pc.peerHas = bf
-	pc.hasCount = bf.Count()
-	pc.complete.Store(pc.hasCount == t.info.NumPieces())
 	t.picker.PeerHasBitfield(bf)
 	t.updateInterest(pc)
 }

@@ -33,9 +33,12 @@ type Peer interface {
 	Close()
 	// Wake tells the uploader that the peer may be served again (it paid).
 	Wake()
-	// Complete reports whether the peer announced every piece: it has
-	// verified all it downloaded, so it has nothing left to pay for.
-	Complete() bool
+	// Interested reports whether the peer wants pieces from us. A
+	// downloader that finished says "not interested" to everyone right
+	// after paying for its last pieces, so it has nothing left to pay for.
+	// (Its piece count is no guide: HAVE messages are not sent to peers
+	// that already have the piece.)
+	Interested() bool
 }
 
 // Verdict is a payment plug-in's answer to "may this peer be served?".
@@ -136,5 +139,5 @@ func (pc *peerConn) Close() { pc.nc.Close() }
 // Wake implements Peer.
 func (pc *peerConn) Wake() { pc.t.writerFreed(pc) }
 
-// Complete implements Peer.
-func (pc *peerConn) Complete() bool { return pc.complete.Load() }
+// Interested implements Peer.
+func (pc *peerConn) Interested() bool { return pc.interested.Load() }

@@ -70,7 +70,7 @@ var fakeLocal = netip.MustParseAddrPort("127.0.0.1:7000")
 func (p *fakePeer) LocalAddr() netip.AddrPort { return fakeLocal }
 func (p *fakePeer) Outgoing() bool            { return false }
 func (p *fakePeer) Wake()                     {}
-func (p *fakePeer) Complete() bool            { return false }
+func (p *fakePeer) Interested() bool          { return true }
 
 // fakeBroker answers like a broker that signs whatever is asked.
 type fakeBroker struct {

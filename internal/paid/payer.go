@@ -146,6 +146,13 @@ func (s *Session) Verified(piece int, from []engine.Contribution) {
 		s.tab.Received(ps.account, int64(c.Bytes), price)
 		s.payVerified(ps.account)
 	}
+	if s.left == 0 {
+		// Done: pay every uploader what is due before the engine says
+		// "not interested", after which they stop waiting for us.
+		for account := range s.out {
+			s.payOut(account)
+		}
+	}
 }
 
 // payVerified pays account for verified pieces now or soon (see
@@ -343,7 +350,7 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 	}
 	s.log.Debug("channel opened", "payee", account, "value", length, "took", time.Since(began))
 	po.failed = 0
-	po.grant = min(s.cfg.ChannelValue, 2*max(po.grant, length))
+	po.grant = min(s.cfg.ChannelValue, 4*max(po.grant, length))
 	ch := &outChannel{id: v.Channel, chain: chain, voucherBytes: vb, unit: v.Unit, expiry: v.Expiry}
 	if !po.current.usable(s.cfg.Now()) {
 		po.current = ch

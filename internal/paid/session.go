@@ -190,7 +190,7 @@ func NewSession(cfg Config) (*Session, error) {
 		cfg.OverdueAfter = 30 * time.Second
 	}
 	if cfg.ChannelValue <= 0 {
-		v, err := terms.PriceFor(32<<20, cfg.Class.PricePerMiB)
+		v, err := terms.PriceFor(64<<20, cfg.Class.PricePerMiB)
 		if err != nil {
 			return nil, err
 		}
@@ -274,25 +274,24 @@ func (s *Session) Stats() Stats {
 	return st
 }
 
-// Awaited is what peers still downloading owe us beyond the credit grace.
-// They pay as the pieces holding our blocks verify, so a finished download
-// keeps serving while it shrinks. Debts of peers that left or finished are
-// not counted: a finished peer paid for everything it verified before it
-// announced its last piece, so what it still owes (end-game duplicates,
-// fractions of a unit) is residue that is never paid.
+// Awaited is what peers still downloading from us owe us. They pay as the
+// pieces holding our blocks verify (and batch payments for a moment, see
+// payDelay), so a finished download keeps serving while it shrinks. Debts
+// of peers that left or no longer want anything from us are not counted: a
+// downloader that finished paid everything due before it said "not
+// interested", so what it still owes (end-game duplicates, fractions of a
+// unit) is residue that is never paid.
 func (s *Session) Awaited() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var awaited int64
 	counted := make(map[string]bool)
 	for _, ps := range s.peers {
-		if ps.p == nil || !ps.authed || counted[ps.account] || s.refused[ps.account] != "" || ps.p.Complete() {
+		if ps.p == nil || !ps.authed || counted[ps.account] || s.refused[ps.account] != "" || !ps.p.Interested() {
 			continue
 		}
 		counted[ps.account] = true
-		if st := s.book.Status(ps.account); !st.OverdueSince.IsZero() {
-			awaited += st.Unpaid
-		}
+		awaited += s.book.Status(ps.account).Unpaid
 	}
 	return awaited
 }

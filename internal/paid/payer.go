@@ -251,6 +251,7 @@ func (s *Session) ensureChannel(account string) {
 	if po.opening || po.next != nil || s.cfg.Now().Before(po.retryAt) {
 		return
 	}
+	forHeadroom := false // a refill only to keep the headroom
 	if po.current.usable(s.cfg.Now()) {
 		// The headroom is for uploaders that delivered: one that never
 		// did must not make us lock more than its first channel.
@@ -258,8 +259,11 @@ func (s *Session) ensureChannel(account string) {
 		if err != nil || s.tab.PaidTo(account) == 0 {
 			headroom = 0
 		}
-		if rem := po.current.remaining(); rem*refillDen >= po.current.chain.Length()*refillNum && rem >= headroom {
-			return
+		if rem := po.current.remaining(); rem*refillDen >= po.current.chain.Length()*refillNum {
+			if rem >= headroom {
+				return
+			}
+			forHeadroom = true
 		}
 		// Near the end of the purchase: no new lock if the current
 		// channel covers all that is left to buy from anyone. One unit
@@ -294,6 +298,17 @@ func (s *Session) ensureChannel(account string) {
 	if due := s.tab.Due(account); due > value {
 		value = due
 	}
+	if forHeadroom {
+		// Headroom is a convenience for speed: it may not push what is
+		// locked and not yet paid over what is left to buy (plus what is
+		// due), or a buyer whose balance just covers the purchase would
+		// find its money in channels to uploaders that have nothing more
+		// for it, and could not pay the ones that do.
+		leftValue, err := terms.PriceFor(s.left, s.cfg.Class.PricePerMiB)
+		if err != nil || s.locked-s.tab.Spent()+value > leftValue+s.dueTotal() {
+			return
+		}
+	}
 	if s.cfg.MaxSpend > 0 {
 		left := s.cfg.MaxSpend - s.locked
 		if left <= 0 {
@@ -306,6 +321,15 @@ func (s *Session) ensureChannel(account string) {
 	s.locked += value
 	s.wg.Add(1)
 	go s.open(account, po, value)
+}
+
+// dueTotal is what we owe all uploaders together. s.mu is held.
+func (s *Session) dueTotal() int64 {
+	var due int64
+	for account := range s.out {
+		due += s.tab.Due(account)
+	}
+	return due
 }
 
 // open asks the broker for a channel; it runs without s.mu.
@@ -350,7 +374,7 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 	}
 	s.log.Debug("channel opened", "payee", account, "value", length, "took", time.Since(began))
 	po.failed = 0
-	po.grant = min(s.cfg.ChannelValue, 4*max(po.grant, length))
+	po.grant = min(s.cfg.ChannelValue, 2*max(po.grant, length))
 	ch := &outChannel{id: v.Channel, chain: chain, voucherBytes: vb, unit: v.Unit, expiry: v.Expiry}
 	if !po.current.usable(s.cfg.Now()) {
 		po.current = ch

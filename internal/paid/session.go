@@ -190,7 +190,7 @@ func NewSession(cfg Config) (*Session, error) {
 		cfg.OverdueAfter = 30 * time.Second
 	}
 	if cfg.ChannelValue <= 0 {
-		v, err := terms.PriceFor(64<<20, cfg.Class.PricePerMiB)
+		v, err := terms.PriceFor(32<<20, cfg.Class.PricePerMiB)
 		if err != nil {
 			return nil, err
 		}

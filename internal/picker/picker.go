@@ -70,7 +70,8 @@ type partial struct {
 	// requests is the sum of the blocks' outstanding requests.
 	requests int
 	// free counts blocks neither received nor requested.
-	free int
+	free  int
+	index int // the piece
 	// owner is the peer that started the piece (or took it over after it
 	// was abandoned); others join it only when they have nothing else.
 	owner uint64
@@ -88,6 +89,9 @@ type Picker struct {
 	haveCount int               // pieces set in have
 	avail     []int32           // how many connected peers have each piece
 	partials  map[int]*partial
+	// withFree holds the partials that have free blocks, usually a few
+	// of many: Pick looks only there.
+	withFree  map[int]*partial
 	pending   int               // pieces neither had nor partial
 	unstarted bitfield.Bitfield // those pieces, scanned a byte at a time
 	free      int               // free blocks of all partials (see partial.free)
@@ -110,6 +114,7 @@ func New(cfg Config, rng *rand.Rand) *Picker {
 		have:      bitfield.New(cfg.NumPieces),
 		avail:     make([]int32, cfg.NumPieces),
 		partials:  make(map[int]*partial),
+		withFree:  make(map[int]*partial),
 		pending:   cfg.NumPieces,
 		unstarted: unstarted,
 		rng:       rng,
@@ -120,8 +125,9 @@ func New(cfg Config, rng *rand.Rand) *Picker {
 // start makes pending piece i a partial owned by owner.
 func (p *Picker) start(i int, owner uint64) *partial {
 	n := p.blocksIn(i)
-	pp := &partial{blocks: make([]blockState, n), free: n, owner: owner}
+	pp := &partial{blocks: make([]blockState, n), free: n, owner: owner, index: i}
 	p.partials[i] = pp
+	p.withFree[i] = pp
 	p.pending--
 	p.unstarted.Clear(i)
 	p.free += n
@@ -131,6 +137,7 @@ func (p *Picker) start(i int, owner uint64) *partial {
 // unstart forgets partial piece i; it is pending again unless had.
 func (p *Picker) unstart(i int, pp *partial) {
 	delete(p.partials, i)
+	delete(p.withFree, i)
 	p.free -= pp.free
 	if !p.have.Has(i) {
 		p.pending++
@@ -142,12 +149,18 @@ func (p *Picker) unstart(i int, pp *partial) {
 func (p *Picker) takeFree(pp *partial) {
 	pp.free--
 	p.free--
+	if pp.free == 0 {
+		delete(p.withFree, pp.index)
+	}
 }
 
 // freeAgain marks a block of pp free again.
 func (p *Picker) freeAgain(pp *partial) {
 	pp.free++
 	p.free++
+	if pp.free == 1 {
+		p.withFree[pp.index] = pp
+	}
 }
 
 // pieceSize is the length of piece i; only the last may be short.
@@ -288,8 +301,8 @@ func (p *Picker) pickFromPartials(peer uint64, peerHas bitfield.Bitfield, own bo
 	start := len(out)
 	for len(out)-start < n {
 		best, bestLeft := -1, 0
-		for i, pp := range p.partials {
-			if pp.free == 0 || !peerHas.Has(i) || (own && !pp.open(peer)) {
+		for i, pp := range p.withFree {
+			if !peerHas.Has(i) || (own && !pp.open(peer)) {
 				continue
 			}
 			// Prefer the piece closest to completion; ties by index keep

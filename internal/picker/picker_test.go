@@ -215,12 +215,20 @@ func checkInvariants(t *testing.T, p *Picker) {
 			if f != pp.free || r != pp.requests || got != pp.received {
 				t.Fatalf("piece %d: free %d/%d requests %d/%d received %d/%d", i, pp.free, f, pp.requests, r, pp.received, got)
 			}
+			if _, listed := p.withFree[i]; listed != (f > 0) {
+				t.Fatalf("piece %d with %d free blocks listed %v", i, f, listed)
+			}
 			free += f
 		default:
 			if !p.unstarted.Has(i) {
 				t.Fatalf("pending piece %d not marked unstarted", i)
 			}
 			pending++
+		}
+	}
+	for i := range p.withFree {
+		if _, ok := p.partials[i]; !ok {
+			t.Fatalf("piece %d listed with free blocks but not partial", i)
 		}
 	}
 	if free != p.free || pending != p.pending {

@@ -276,6 +276,26 @@ for n in $SCENARIOS; do
     echo "  1 -> $n: wall $(ratio "$wp" "$wq"), cpu_peers $(ratio "$cp" "$cq")," \
         "cpu_peers+provider $(ratio "$(awk -v a="$cp" -v b="$pp" 'BEGIN{print a+b}')" "$(awk -v a="$cq" -v b="$pq" 'BEGIN{print a+b}')")"
 done
+# The same ratios round by round: paid and plain of one round ran back to
+# back, so their ratio cancels most of the drift in a shared machine's load
+# that the medians above still carry. min / median / max over the rounds.
+echo
+echo "paid/plain per round (min / median / max)"
+for n in $SCENARIOS; do
+    for col in 4:wall 6+7:cpu_peers; do
+        awk -F'\t' -v n="$n" -v col="${col%%:*}" -v name="${col#*:}" '
+            function v(r) { if (col == "6+7") return $6 + $7; return $col }
+            $1 == n && $2 == "paid"  { paid[$3] = v() }
+            $1 == n && $2 == "plain" { plain[$3] = v() }
+            END {
+                k = 0
+                for (r in paid) if ((r in plain) && plain[r] > 0) x[++k] = paid[r] / plain[r]
+                for (i = 2; i <= k; i++) { t = x[i]; for (j = i - 1; j >= 1 && x[j] > t; j--) x[j + 1] = x[j]; x[j + 1] = t }
+                med = (k % 2) ? x[(k + 1) / 2] : (x[k / 2] + x[k / 2 + 1]) / 2
+                printf "  1 -> %s: %-9s %.3f / %.3f / %.3f\n", n, name, x[1], med, x[k]
+            }' "$RESULTS"
+    done
+done
 if [ -n "${CPUPROFILE:-}" ]; then
     echo "CPU profiles of round 1 in $CPUPROFILE: go tool pprof -top $CPUPROFILE/paid-1-get1.pprof"
 fi

@@ -404,6 +404,15 @@ func (b *Book) Unblock(account string) {
 	b.attach(a)
 }
 
+// Unpaid is account's Status().Unpaid, without building the rest: the
+// uploader asks it for every block it serves.
+func (b *Book) Unpaid(account string) int64 {
+	if a := b.accounts[account]; a != nil {
+		return a.due()
+	}
+	return 0
+}
+
 // Status reports account's state.
 func (b *Book) Status(account string) AccountStatus {
 	a, ok := b.accounts[account]

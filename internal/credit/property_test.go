@@ -88,6 +88,9 @@ func checkInvariants(t *testing.T, b *Book, cfg Config, maxBlockValue int64, ste
 	mib := big.NewInt(MiB)
 	totalValue, freshValue := new(big.Int), new(big.Int)
 	for name, a := range b.accounts {
+		if u, st := b.Unpaid(name), b.Status(name); u != st.Unpaid {
+			t.Fatalf("step %d: %s: Unpaid %d, Status says %d", step, name, u, st.Unpaid)
+		}
 		if a.blocked {
 			continue
 		}

@@ -118,7 +118,11 @@ func (s *Session) onFailed(ps *peerState, m message) {
 func (s *Session) Serve(p engine.Peer, n int) engine.Verdict {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ps := s.peers[p.ConnID()]
+	return s.serve(s.peers[p.ConnID()], n, s.cfg.Now())
+}
+
+// serve decides Serve for ps (nil if unknown) at now. s.mu is held.
+func (s *Session) serve(ps *peerState, n int, now time.Time) engine.Verdict {
 	if ps != nil {
 		s.settle(ps)
 	}
@@ -139,10 +143,9 @@ func (s *Session) Serve(p engine.Peer, n int) engine.Verdict {
 	// its downloader opens one only once we have delivered (so identities
 	// that never upload cannot lock its funds). After that, service needs
 	// channel value left beyond what it owes.
-	if s.hasChannel(ps.account) && s.backing(ps.account) <= 0 {
+	if s.hasChannel(ps.account) && s.backing(ps.account, now) <= 0 {
 		return s.hold(ps, "no payment channel with value left")
 	}
-	now := s.cfg.Now()
 	switch s.book.MayServe(ps.account, int64(n), ps.class.PricePerMiB, now) {
 	case credit.Serve:
 		return engine.Serve
@@ -169,9 +172,8 @@ func (s *Session) hasChannel(account string) bool {
 // already owes: serving past it would be credit the broker does not cover.
 // It runs for every block served, so channels that can back nothing more
 // (spent, closed, near expiry) leave the account's list as they are met.
-func (s *Session) backing(account string) int64 {
+func (s *Session) backing(account string, now time.Time) int64 {
 	var unspent int64
-	now := s.cfg.Now()
 	chans := s.byPayer[account]
 	live := chans[:0]
 	for _, ch := range chans {
@@ -183,7 +185,7 @@ func (s *Session) backing(account string) int64 {
 	}
 	clear(chans[len(live):])
 	s.byPayer[account] = live
-	return unspent - s.book.Status(account).Unpaid
+	return unspent - s.book.Unpaid(account)
 }
 
 func (s *Session) hold(ps *peerState, why string) engine.Verdict {
@@ -201,16 +203,17 @@ func (s *Session) hold(ps *peerState, why string) engine.Verdict {
 // yes the block's value is booked at once (before it is written), so the
 // blocks waiting in writers count against the window too.
 func (s *Session) Charge(p engine.Peer, n int) bool {
-	if s.Serve(p, n) != engine.Serve {
-		return false
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ps := s.peers[p.ConnID()]
-	if ps == nil || !ps.authed || ps.class.PricePerMiB == 0 {
+	now := s.cfg.Now()
+	if s.serve(ps, n, now) != engine.Serve {
+		return false
+	}
+	if !ps.authed || ps.class.PricePerMiB == 0 {
 		return true // plain (free mode) or free class: nothing to book
 	}
-	if err := s.book.Served(ps.account, int64(n), ps.class.PricePerMiB, s.cfg.Now()); err != nil {
+	if err := s.book.Served(ps.account, int64(n), ps.class.PricePerMiB, now); err != nil {
 		s.log.Error("credit book", "account", ps.account, "err", err)
 		return false
 	}

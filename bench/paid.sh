@@ -31,7 +31,8 @@
 #   FLOODGATE_BIN use this binary instead of building ./cmd/floodgate
 #   CPUPROFILE    a directory: CPU profiles of every floodgate peer of the
 #                 first round go there (NAME.pprof, see the summary)
-#   LOGDIR        a directory: every process's log is copied there
+#   LOGDIR        a directory: every process's log is copied there, and the
+#                 provider's metrics (broker requests by route)
 #   PEER_FLAGS    extra flags for every `floodgate seed` and `get` (e.g. -v)
 set -euo pipefail
 
@@ -240,6 +241,7 @@ done
 if [ -n "${LOGDIR:-}" ]; then
     mkdir -p "$LOGDIR"
     cp "$WORK"/*.log "$WORK"/*.time "$LOGDIR"/
+    http_get "$PPORT" /metrics >"$LOGDIR/provider.metrics"
 fi
 echo
 echo "every run (cpu_s: user+system seconds; seeder and provider while the gets ran)"

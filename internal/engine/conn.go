@@ -509,6 +509,7 @@ func (t *Torrent) cancelDuplicates(got *peerConn, b picker.Block) {
 		}
 		if _, ok := pc.outstanding[b]; ok {
 			delete(pc.outstanding, b)
+			t.picker.Unrequest(b) // keep the picker's request counts exact
 			pc.send(wire.NewCancel(b.Piece, b.Begin, b.Length))
 		}
 	}

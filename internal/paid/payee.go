@@ -251,7 +251,13 @@ func (s *Session) redeemLoop() {
 		case <-s.ctx.Done():
 			return
 		case <-tick.C:
-			s.redeemAll(s.ctx)
+			// Not s.ctx: a redemption cut off by Close may have been
+			// committed by the broker while we saw an error, and the
+			// repeat in Close then pays nothing, so what we earned
+			// would be undercounted. Close waits for it instead.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
+			s.redeemAll(ctx)
+			cancel()
 			s.cutOffOverdue()
 			if err := s.persist(); err != nil {
 				s.log.Error("persist payment state", "err", err)
@@ -483,6 +489,9 @@ func (s *Session) restore() (*credit.Book, error) {
 func (s *Session) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closing = true // no new channel opens or deferred payments from here
+		s.mu.Unlock()
 		s.cancel()
 		s.wg.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

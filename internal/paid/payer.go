@@ -171,7 +171,7 @@ func (s *Session) payVerified(account string) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		po.payQueued = false
-		if s.ctx.Err() == nil {
+		if !s.closing {
 			s.payOut(account)
 		}
 	})
@@ -248,7 +248,7 @@ func (s *Session) ensureChannel(account string) {
 		po = &payeeState{grant: max(first, minChannelValue)}
 		s.out[account] = po
 	}
-	if po.opening || po.next != nil || s.cfg.Now().Before(po.retryAt) {
+	if s.closing || po.opening || po.next != nil || s.cfg.Now().Before(po.retryAt) {
 		return
 	}
 	forHeadroom := false // a refill only to keep the headroom

@@ -117,7 +117,10 @@ type Session struct {
 	in   map[string]*inChannel // by channel id
 	// byPayer lists, per account that showed us a channel, those that
 	// may still back service (see backing).
-	byPayer   map[string][]*inChannel
+	byPayer map[string][]*inChannel
+	// closing is set (under mu) when Close starts: from then on nothing
+	// may start goroutines that Close's wait would miss.
+	closing   bool
 	earned    int64             // redeemed so far
 	reported  map[string]bool   // accounts we filed a complaint about
 	banned    map[string]string // accounts banned for bad data

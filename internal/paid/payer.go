@@ -374,6 +374,9 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 	}
 	s.log.Debug("channel opened", "payee", account, "value", length, "took", time.Since(began))
 	po.failed = 0
+	if po.shrink > 0 {
+		po.shrink-- // funds may have come back (closed channels, earnings)
+	}
 	po.grant = min(s.cfg.ChannelValue, 2*max(po.grant, length))
 	ch := &outChannel{id: v.Channel, chain: chain, voucherBytes: vb, unit: v.Unit, expiry: v.Expiry}
 	if !po.current.usable(s.cfg.Now()) {

@@ -101,6 +101,12 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 // Account returns the account id of the client's key.
 func (c *Client) Account() string { return c.cfg.Key.AccountID() }
 
+// CloseIdleConnections closes the client's idle connections to the
+// broker. Call it when done: a connection dialed for a request that then
+// went out on another one may never have carried a request, and a broker
+// shutting down gracefully waits seconds for such a connection.
+func (c *Client) CloseIdleConnections() { c.cfg.HTTPClient.CloseIdleConnections() }
+
 // NewIdempotencyKey returns a fresh random idempotency key. Generate one per
 // logical operation and reuse it for every retry of that operation, even
 // across process restarts if the outcome is unknown.

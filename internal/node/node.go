@@ -275,6 +275,9 @@ func (n *Node) close() error {
 	if perr := <-payClosed; err == nil {
 		err = perr
 	}
+	if n.broker != nil {
+		n.broker.CloseIdleConnections()
+	}
 	if serr := n.store.Close(); err == nil {
 		err = serr
 	}

@@ -23,6 +23,7 @@ type inChannel struct {
 	lastPreimage  [32]byte
 	redeemedIndex int64
 	closed        bool
+	redeeming     bool // a redemption is in flight
 }
 
 func (c *inChannel) unspent() int64 { return (c.v.Length - c.lastIndex) * c.v.Unit }
@@ -89,6 +90,18 @@ func (s *Session) onPay(ps *peerState, m message) error {
 	s.dirty = true
 	if err := s.book.Paid(ps.account, units, s.cfg.Now()); err != nil {
 		return err
+	}
+	if ch.lastIndex == ch.v.Length && !s.closing {
+		// Spent to the end: nothing more will come on it, so redeem now
+		// rather than in the next round or at exit, where a download
+		// that earned on dozens of channels would wait for them all.
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
+			defer cancel()
+			s.redeem(ctx, m.Channel)
+		}()
 	}
 	if s.banned[ps.account] == "" && s.refused[ps.account] != "" {
 		// Paying up lifts a refusal for debt (not a ban).
@@ -285,17 +298,24 @@ func (s *Session) redeem(ctx context.Context, id string) bool {
 	s.mu.Lock()
 	ch := s.in[id]
 	idx, pre, done := ch.lastIndex, ch.lastPreimage, ch.lastIndex == ch.redeemedIndex
-	s.mu.Unlock()
-	if done {
-		return true
+	if done || ch.redeeming {
+		// One redemption at a time per channel: of two racing calls the
+		// broker pays the first and answers the repeat with nothing, and
+		// if the repeat's answer came back first, the earnings would be
+		// undercounted.
+		s.mu.Unlock()
+		return done
 	}
+	ch.redeeming = true
+	s.mu.Unlock()
 	paid, err := s.cfg.Broker.Redeem(ctx, id, idx, identity.Digest(pre))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch.redeeming = false
 	if err != nil {
 		s.log.Warn("redeem", "channel", id, "err", err)
 		return false
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if idx > ch.redeemedIndex {
 		ch.redeemedIndex = idx
 		s.earned += paid

@@ -98,7 +98,7 @@ func (s *Session) onPay(ps *peerState, m message) error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
+			ctx, cancel := s.redeemContext()
 			defer cancel()
 			s.redeem(ctx, m.Channel)
 		}()
@@ -264,11 +264,7 @@ func (s *Session) redeemLoop() {
 		case <-s.ctx.Done():
 			return
 		case <-tick.C:
-			// Not s.ctx: a redemption cut off by Close may have been
-			// committed by the broker while we saw an error, and the
-			// repeat in Close then pays nothing, so what we earned
-			// would be undercounted. Close waits for it instead.
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
+			ctx, cancel := s.redeemContext()
 			s.redeemAll(ctx)
 			cancel()
 			s.cutOffOverdue()
@@ -290,6 +286,14 @@ func (s *Session) redeemAll(ctx context.Context) {
 	}
 	s.mu.Unlock()
 	eachParallel(ids, func(id string) { s.redeem(ctx, id) })
+}
+
+// redeemContext bounds a redemption made while the session runs. It is
+// not cancelled by Close, which waits for it instead: a redemption cut off
+// may have been committed by the broker while we saw an error, and the
+// repeat then pays nothing, so what we earned would be undercounted.
+func (s *Session) redeemContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
 }
 
 // redeem claims what channel id received since its last redemption and

@@ -248,14 +248,18 @@ func (s *Session) ensureChannel(account string) {
 		po = &payeeState{grant: max(first, minChannelValue)}
 		s.out[account] = po
 	}
-	if s.closing || po.opening || po.next != nil || s.cfg.Now().Before(po.retryAt) {
+	now := s.cfg.Now()
+	if s.closing || po.opening || po.next != nil || now.Before(po.retryAt) {
 		return
 	}
-	forHeadroom := false // a refill only to keep the headroom
-	if po.current.usable(s.cfg.Now()) {
+	price := s.cfg.Class.PricePerMiB
+	due := s.tab.Due(account)
+	leftValue, leftErr := terms.PriceFor(s.left, price) // what is left to buy
+	forHeadroom := false                                // a refill only to keep the headroom
+	if po.current.usable(now) {
 		// The headroom is for uploaders that delivered: one that never
 		// did must not make us lock more than its first channel.
-		headroom, err := terms.PriceFor(refillHeadroomBytes, s.cfg.Class.PricePerMiB)
+		headroom, err := terms.PriceFor(refillHeadroomBytes, price)
 		if err != nil || s.tab.PaidTo(account) == 0 {
 			headroom = 0
 		}
@@ -271,11 +275,11 @@ func (s *Session) ensureChannel(account string) {
 		// already received but not yet due can add up to one more step,
 		// and an uploader whose channel is one unit short holds the last
 		// piece, which then never verifies and is never paid for.
-		if need, err := terms.PriceFor(s.left, s.cfg.Class.PricePerMiB); err == nil && po.current.remaining() >= need+1+s.tab.Due(account) {
+		if leftErr == nil && po.current.remaining() >= leftValue+1+due {
 			return
 		}
 	}
-	if (s.complete || s.left == 0) && s.tab.Due(account) == 0 {
+	if (s.complete || s.left == 0) && due == 0 {
 		return // nothing more to buy: a seeder only earns
 	}
 	// Lock no more than what is left to buy (at most ChannelValue), so a
@@ -285,8 +289,8 @@ func (s *Session) ensureChannel(account string) {
 	// stay within the purchase, and the channel is topped up as it runs
 	// low anyway.
 	value := s.cfg.ChannelValue
-	if left, err := terms.PriceFor(s.left, s.cfg.Class.PricePerMiB); err == nil && !s.complete {
-		value = min(value, max(left/2+1, minChannelValue))
+	if leftErr == nil && !s.complete {
+		value = min(value, max(leftValue/2+1, minChannelValue))
 	}
 	// Start small with an uploader we have not paid yet and double with
 	// each channel it fills: an identity that never delivers ties up
@@ -295,17 +299,14 @@ func (s *Session) ensureChannel(account string) {
 	if po.shrink > 0 {
 		value = max(minChannelValue, value>>po.shrink)
 	}
-	if due := s.tab.Due(account); due > value {
-		value = due
-	}
+	value = max(value, due)
 	if forHeadroom {
 		// Headroom is a convenience for speed: it may not push what is
 		// locked and not yet paid over what is left to buy (plus what is
 		// due), or a buyer whose balance just covers the purchase would
 		// find its money in channels to uploaders that have nothing more
 		// for it, and could not pay the ones that do.
-		leftValue, err := terms.PriceFor(s.left, s.cfg.Class.PricePerMiB)
-		if err != nil || s.locked-s.tab.Spent()+value > leftValue+s.dueTotal() {
+		if leftErr != nil || s.locked-s.tab.Spent()+value > leftValue+s.dueTotal() {
 			return
 		}
 	}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -25,10 +27,31 @@ const (
 	settleStill = 15
 )
 
-// quote shows the price of a paid download and the buyer's balance before
-// it starts, and refuses when --max-spend cannot cover it. It registers the
-// key with the broker (idempotent) and returns the certificate.
-func quote(cmd *cobra.Command, ps paidSetup, class string, maxSpend, size int64) (*identity.Certificate, error) {
+// paidQuote is what a paid download shows before it starts: its price
+// and the buyer's balance.
+type paidQuote struct {
+	class   string
+	perMiB  int64
+	price   int64
+	size    int64
+	account string
+	cert    identity.Certificate
+	// balance delivers the buyer's balance (or the error fetching it),
+	// asked for in the background so the broker round trip overlaps the
+	// node's start-up.
+	balance chan balanceResult
+}
+
+type balanceResult struct {
+	units int64
+	err   error
+}
+
+// startQuote prices a paid download, refuses it when --max-spend cannot
+// cover the price, and asks the broker for the buyer's balance in the
+// background (show prints both). It registers the key with the broker
+// (idempotent) when no valid saved certificate spares that round trip.
+func startQuote(ctx context.Context, ps paidSetup, class string, maxSpend, size int64) (*paidQuote, error) {
 	cls, err := ps.terms.Class(class)
 	if err != nil {
 		return nil, usageError{err}
@@ -37,33 +60,44 @@ func quote(cmd *cobra.Command, ps paidSetup, class string, maxSpend, size int64)
 	if err != nil {
 		return nil, err
 	}
+	if maxSpend > 0 && price > maxSpend {
+		return nil, fmt.Errorf("the price %d exceeds --max-spend %d", price, maxSpend)
+	}
 	bc, err := node.Broker(ps.terms, ps.key)
 	if err != nil {
 		return nil, err
 	}
 	// The certificate `account register` saved saves a broker round trip;
-	// without a valid one (another provider, expiring) register again,
-	// which is idempotent.
+	// without a valid one (another provider, expiring) register again.
 	var reg broker.RegisterResponse
 	if c, err := identity.ReadCertificateFile(certPath(ps.keyPath)); err == nil && c.Key == ps.key.Public() &&
 		c.Verify(ps.terms.Provider, time.Now().Add(24*time.Hour)) == nil {
 		reg = broker.RegisterResponse{Account: c.Account, Certificate: c}
-	} else if reg, err = bc.Register(cmd.Context()); err != nil {
+	} else if reg, err = bc.Register(ctx); err != nil {
 		return nil, fmt.Errorf("register with broker %s: %w", ps.terms.Broker, err)
 	}
-	balance, err := bc.Balance(cmd.Context(), reg.Account)
-	if err != nil {
-		return nil, fmt.Errorf("balance: %w", err)
+	q := &paidQuote{class: cls.Name, perMiB: cls.PricePerMiB, price: price, size: size,
+		account: reg.Account, cert: reg.Certificate, balance: make(chan balanceResult, 1)}
+	go func() {
+		defer bc.CloseIdleConnections()
+		b, err := bc.Balance(ctx, reg.Account)
+		q.balance <- balanceResult{b, err}
+	}()
+	return q, nil
+}
+
+// show waits for the balance and prints the quote.
+func (q *paidQuote) show(w io.Writer) error {
+	b := <-q.balance
+	if b.err != nil {
+		return fmt.Errorf("balance: %w", b.err)
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "paid torrent: class %s at %d units/MiB; price %d units for %s; your balance %d units (account %s)\n",
-		cls.Name, cls.PricePerMiB, price, units.FormatBytes(size), balance, reg.Account)
-	if maxSpend > 0 && price > maxSpend {
-		return nil, fmt.Errorf("the price %d exceeds --max-spend %d", price, maxSpend)
+	fmt.Fprintf(w, "paid torrent: class %s at %d units/MiB; price %d units for %s; your balance %d units (account %s)\n",
+		q.class, q.perMiB, q.price, units.FormatBytes(q.size), b.units, q.account)
+	if b.units < q.price {
+		fmt.Fprintf(w, "warning: your balance does not cover the whole price; the download stops when it runs out\n")
 	}
-	if balance < price {
-		fmt.Fprintf(cmd.ErrOrStderr(), "warning: your balance does not cover the whole price; the download stops when it runs out\n")
-	}
-	return &reg.Certificate, nil
+	return nil
 }
 
 func newGetCmd() *cobra.Command {
@@ -100,11 +134,15 @@ verified on disk. On a terminal it shows a live progress line.`,
 			if err != nil {
 				return err
 			}
-			var cert *identity.Certificate
+			var (
+				q    *paidQuote
+				cert *identity.Certificate
+			)
 			if ps.terms != nil {
-				if cert, err = quote(cmd, ps, class, maxSpend, mi.Info.TotalLength()); err != nil {
+				if q, err = startQuote(cmd.Context(), ps, class, maxSpend, mi.Info.TotalLength()); err != nil {
 					return err
 				}
+				cert = &q.cert
 			}
 			up, down, err := pf.limits()
 			if err != nil {
@@ -148,6 +186,14 @@ verified on disk. On a terminal it shows a live progress line.`,
 				return err
 			}
 			defer n.Close()
+			if q != nil {
+				// The balance was asked for before the node started, and
+				// nothing is bought before a first piece verified, so it
+				// is the balance before this download.
+				if err := q.show(stderr); err != nil {
+					return err
+				}
+			}
 			t := n.Torrent()
 			bar.money = func() string {
 				if p := n.Payments(); p != nil {

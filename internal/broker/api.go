@@ -97,6 +97,49 @@ type RedeemResponse struct {
 	Redeemed int64  `json:"redeemed"`
 }
 
+// MaxRedemptions is the most channels one POST /broker/v1/redemptions may
+// settle (32 fit well inside DefaultMaxBodyBytes).
+const MaxRedemptions = 32
+
+// RedemptionsRequest is the body of POST /broker/v1/redemptions: several
+// channels the caller is the payee of, settled in one round trip. A payee
+// that earned on many channels redeems them all at once instead of one
+// request each.
+type RedemptionsRequest struct {
+	Redemptions []Redemption `json:"redemptions"`
+}
+
+// Redemption is one channel of a RedemptionsRequest: redeemed up to Index
+// with Preimage when Index is positive, then closed when Close is set. At
+// least one of the two is asked for; a channel appears once per request.
+type Redemption struct {
+	Channel  string          `json:"channel"`
+	Index    int64           `json:"index,omitempty"`
+	Preimage identity.Digest `json:"preimage,omitzero"`
+	Close    bool            `json:"close,omitempty"`
+}
+
+// RedemptionsResponse has a result for every redemption, in the request's
+// order. The call succeeds as a whole when the request was well formed;
+// each channel succeeds or fails on its own.
+type RedemptionsResponse struct {
+	Results []RedemptionResult `json:"results"`
+}
+
+// RedemptionResult is what became of one channel: what the redemption paid
+// and the channel's redeemed index afterwards (a lower bound, as with
+// RedeemResponse), and whether it was closed with what refund. Error, when
+// set, says why the channel was left as it was; a channel whose redemption
+// failed is not closed, so no payment it carried goes back to the payer.
+type RedemptionResult struct {
+	Channel  string `json:"channel"`
+	Paid     int64  `json:"paid"`
+	Redeemed int64  `json:"redeemed"`
+	Closed   bool   `json:"closed,omitempty"`
+	Refund   int64  `json:"refund,omitempty"`
+	Error    *Error `json:"error,omitempty"`
+}
+
 // CloseRequest is the body of POST /broker/v1/channels/{id}/close.
 type CloseRequest struct{}
 
@@ -196,6 +239,38 @@ func DecodeRedeemRequest(body []byte) (RedeemRequest, error) {
 	}
 	if req.Index <= 0 {
 		return RedeemRequest{}, fmt.Errorf("%w: index %d must be positive", ledger.ErrInvalid, req.Index)
+	}
+	return req, nil
+}
+
+// DecodeRedemptionsRequest reads and validates a redemptions body: 1 to
+// MaxRedemptions channels, each named once, each redeemed (a positive
+// index) or closed or both.
+func DecodeRedemptionsRequest(body []byte) (RedemptionsRequest, error) {
+	var req RedemptionsRequest
+	if err := decodeStrict(bytes.NewReader(body), &req); err != nil {
+		return RedemptionsRequest{}, fmt.Errorf("redemptions request: %w", err)
+	}
+	if n := len(req.Redemptions); n == 0 || n > MaxRedemptions {
+		return RedemptionsRequest{}, fmt.Errorf("%w: %d redemptions, want 1..%d", ledger.ErrInvalid, n, MaxRedemptions)
+	}
+	seen := make(map[string]bool, len(req.Redemptions))
+	for _, r := range req.Redemptions {
+		if err := checkAccountID("channel id", r.Channel); err != nil {
+			return RedemptionsRequest{}, err
+		}
+		if seen[r.Channel] {
+			return RedemptionsRequest{}, fmt.Errorf("%w: channel %s named twice", ledger.ErrInvalid, r.Channel)
+		}
+		seen[r.Channel] = true
+		switch {
+		case r.Index < 0:
+			return RedemptionsRequest{}, fmt.Errorf("%w: channel %s: index %d is negative", ledger.ErrInvalid, r.Channel, r.Index)
+		case r.Index == 0 && r.Preimage != (identity.Digest{}):
+			return RedemptionsRequest{}, fmt.Errorf("%w: channel %s: a preimage without an index", ledger.ErrInvalid, r.Channel)
+		case r.Index == 0 && !r.Close:
+			return RedemptionsRequest{}, fmt.Errorf("%w: channel %s: neither an index to redeem nor close", ledger.ErrInvalid, r.Channel)
+		}
 	}
 	return req, nil
 }

@@ -265,6 +265,71 @@ func (c *Client) redeemInSteps(ctx context.Context, channelID string, index int6
 	return total, nil
 }
 
+// Redemptions settles several channels the client is the payee of: each
+// is redeemed up to its index and then closed, as asked, with one request
+// per MaxRedemptions channels instead of one or two each. Results come in
+// the order of rs; a channel the broker refused carries the error in its
+// result. A redemption longer than the broker's max_step is split as
+// Redeem splits it. The error is for the call as a whole (the network, the
+// signature, a malformed request): the results before it are valid.
+func (c *Client) Redemptions(ctx context.Context, rs []Redemption) ([]RedemptionResult, error) {
+	out := make([]RedemptionResult, 0, len(rs))
+	for len(rs) > 0 {
+		batch := rs[:min(len(rs), MaxRedemptions)]
+		rs = rs[len(batch):]
+		var resp RedemptionsResponse
+		if err := c.do(ctx, "redemptions", http.MethodPost, "/redemptions", "", RedemptionsRequest{Redemptions: batch}, &resp); err != nil {
+			return out, err
+		}
+		if len(resp.Results) != len(batch) {
+			return out, fmt.Errorf("broker: %d results for %d redemptions", len(resp.Results), len(batch))
+		}
+		for i, res := range resp.Results {
+			if res.Channel != batch[i].Channel {
+				return out, fmt.Errorf("broker: result %d is for channel %q, not %q", i, res.Channel, batch[i].Channel)
+			}
+			if res.Error != nil {
+				res.Error.Status = httpStatusOf(res.Error.Code)
+				if res.Error.Code == CodeStepTooLong {
+					res = c.redeemAlone(ctx, batch[i])
+				}
+			}
+			out = append(out, res)
+		}
+	}
+	return out, nil
+}
+
+// redeemAlone settles one channel with the single-channel calls, which
+// split a redemption longer than the broker's max_step.
+func (c *Client) redeemAlone(ctx context.Context, r Redemption) RedemptionResult {
+	res := RedemptionResult{Channel: r.Channel}
+	asError := func(err error) *Error {
+		var ae *Error
+		if errors.As(err, &ae) {
+			return ae
+		}
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: err.Error()}
+	}
+	if r.Index > 0 {
+		red, err := c.Redeem(ctx, r.Channel, r.Index, r.Preimage)
+		if err != nil {
+			res.Error = asError(err)
+			return res
+		}
+		res.Paid, res.Redeemed = red.Paid, red.Redeemed
+	}
+	if r.Close {
+		cl, err := c.Close(ctx, r.Channel)
+		if err != nil {
+			res.Error = asError(err)
+			return res
+		}
+		res.Closed, res.Refund = true, cl.Refund
+	}
+	return res
+}
+
 // Close closes a channel and returns the unredeemed rest to the payer. It
 // is idempotent: closing a closed channel moves nothing and reports the
 // original refund.

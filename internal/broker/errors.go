@@ -98,6 +98,40 @@ func (e *Error) Temporary() bool {
 	return e.Status >= 500 || e.Code == CodeStaleTimestamp || e.Code == CodeRateLimited
 }
 
+// httpStatusOf is the HTTP status an error code is sent with, for errors that
+// arrive inside a 200 response (the results of a redemptions request).
+func httpStatusOf(code string) int {
+	switch code {
+	case CodeBadRequest, CodeInvalid, CodeStepTooLong, CodeIdempotencyRequired:
+		return http.StatusBadRequest
+	case CodeUnauthenticated, CodeBadSignature, CodeStaleTimestamp, CodeReplayed:
+		return http.StatusUnauthorized
+	case CodeInsufficientFunds:
+		return http.StatusPaymentRequired
+	case CodeForbidden, CodeNotRegistered:
+		return http.StatusForbidden
+	case CodeNotFound:
+		return http.StatusNotFound
+	case CodeMethodNotAllowed:
+		return http.StatusMethodNotAllowed
+	case CodeConflict, CodeClosed:
+		return http.StatusConflict
+	case CodeExpired:
+		return http.StatusGone
+	case CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case CodeUnsupportedMedia:
+		return http.StatusUnsupportedMediaType
+	case CodeRateLimited:
+		return http.StatusTooManyRequests
+	case CodeBadPreimage, CodeOverflow:
+		return http.StatusUnprocessableEntity
+	case CodeUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
 func apiError(status int, code, format string, args ...any) *Error {
 	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
 }

@@ -38,6 +38,27 @@ func FuzzDecodeRedeemRequest(f *testing.F) {
 	})
 }
 
+func FuzzDecodeRedemptionsRequest(f *testing.F) {
+	f.Add([]byte(`{"redemptions":[{"channel":"c1","index":3,"preimage":"` + zeros64 + `","close":true},{"channel":"c2","close":true}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, err := DecodeRedemptionsRequest(b)
+		if err != nil {
+			return
+		}
+		if n := len(req.Redemptions); n == 0 || n > MaxRedemptions {
+			t.Fatalf("accepted %d redemptions", n)
+		}
+		seen := map[string]bool{}
+		for _, r := range req.Redemptions {
+			if seen[r.Channel] || checkAccountID("channel", r.Channel) != nil || r.Index < 0 || (r.Index == 0 && !r.Close) {
+				t.Fatalf("accepted %+v", r)
+			}
+			seen[r.Channel] = true
+			roundTrip(t, r)
+		}
+	})
+}
+
 func FuzzDecodeMintRequest(f *testing.F) {
 	f.Add([]byte(`{"account":"abc","amount":100}`))
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -105,8 +105,7 @@ func (s *Server) channelResponse(ch ledger.Channel) (any, *Error) {
 // loadChannel reads a channel the caller is a party to (or any channel for
 // the provider). Strangers get not_found rather than forbidden, so channel
 // ids cannot be probed.
-func (s *Server) loadChannel(ctx context.Context, c *call) (ledger.Channel, *Error) {
-	id := c.r.PathValue("id")
+func (s *Server) loadChannel(ctx context.Context, c *call, id string) (ledger.Channel, *Error) {
 	if err := checkAccountID("channel id", id); err != nil {
 		return ledger.Channel{}, badBody(err)
 	}
@@ -121,7 +120,7 @@ func (s *Server) loadChannel(ctx context.Context, c *call) (ledger.Channel, *Err
 }
 
 func (s *Server) channel(ctx context.Context, c *call) (any, *Error) {
-	ch, e := s.loadChannel(ctx, c)
+	ch, e := s.loadChannel(ctx, c, c.r.PathValue("id"))
 	if e != nil {
 		return nil, e
 	}
@@ -133,13 +132,17 @@ func (s *Server) redeem(ctx context.Context, c *call) (any, *Error) {
 	if err != nil {
 		return nil, badBody(err)
 	}
-	id := c.r.PathValue("id")
+	return s.redeemChannel(ctx, c, c.r.PathValue("id"), req.Index, req.Preimage)
+}
+
+// redeemChannel redeems channel id up to index for its payee, the caller.
+func (s *Server) redeemChannel(ctx context.Context, c *call, id string, index int64, preimage identity.Digest) (RedeemResponse, *Error) {
 	var redeemed int64
 	parties, ok := s.parties.get(id)
 	if !ok {
-		ch, e := s.loadChannel(ctx, c)
+		ch, e := s.loadChannel(ctx, c, id)
 		if e != nil {
-			return nil, e
+			return RedeemResponse{}, e
 		}
 		parties = [2]string{string(ch.Payer), string(ch.Payee)}
 		s.parties.put(ch.ID, parties[0], parties[1])
@@ -148,36 +151,78 @@ func (s *Server) redeem(ctx context.Context, c *call) (any, *Error) {
 	switch c.account {
 	case parties[1]:
 	case parties[0]:
-		return nil, apiError(http.StatusForbidden, CodeForbidden, "only the channel's payee may redeem it")
+		return RedeemResponse{}, apiError(http.StatusForbidden, CodeForbidden, "only the channel's payee may redeem it")
 	default:
 		if !c.isProvider {
-			return nil, apiError(http.StatusNotFound, CodeNotFound, "no channel %q", id)
+			return RedeemResponse{}, apiError(http.StatusNotFound, CodeNotFound, "no channel %q", id)
 		}
-		return nil, apiError(http.StatusForbidden, CodeForbidden, "only the channel's payee may redeem it")
+		return RedeemResponse{}, apiError(http.StatusForbidden, CodeForbidden, "only the channel's payee may redeem it")
 	}
-	paid, err := s.cfg.Ledger.Redeem(ctx, id, req.Index, req.Preimage, c.now)
+	paid, err := s.cfg.Ledger.Redeem(ctx, id, index, preimage, c.now)
 	if err != nil {
-		return nil, s.ledgerError("redeem", err)
+		return RedeemResponse{}, s.ledgerError("redeem", err)
 	}
 	s.metrics.paid.Add(float64(paid))
-	// After success the channel stands at req.Index or beyond; this is a
+	// After success the channel stands at index or beyond; this is a
 	// lower bound when redemptions race, which is all a payee needs.
-	return RedeemResponse{Channel: id, Paid: paid, Redeemed: max(redeemed, req.Index)}, nil
+	return RedeemResponse{Channel: id, Paid: paid, Redeemed: max(redeemed, index)}, nil
 }
 
 func (s *Server) close(ctx context.Context, c *call) (any, *Error) {
 	if _, err := DecodeCloseRequest(c.body); err != nil {
 		return nil, badBody(err)
 	}
-	ch, e := s.loadChannel(ctx, c)
+	return s.closeChannel(ctx, c, c.r.PathValue("id"))
+}
+
+// closeChannel closes channel id for the caller (its payee, or its payer
+// once it expired: the ledger decides).
+func (s *Server) closeChannel(ctx context.Context, c *call, id string) (CloseResponse, *Error) {
+	ch, e := s.loadChannel(ctx, c, id)
 	if e != nil {
-		return nil, e
+		return CloseResponse{}, e
 	}
 	refund, err := s.cfg.Ledger.Close(ctx, ch.ID, ledger.AccountID(c.account), c.now)
 	if err != nil {
-		return nil, s.ledgerError("close", err)
+		return CloseResponse{}, s.ledgerError("close", err)
 	}
 	return CloseResponse{Channel: ch.ID, Refund: refund}, nil
+}
+
+// redemptions settles several channels of the caller's in one request:
+// each is redeemed and then closed as asked, on its own, so one refused
+// channel does not hold back the rest. Every channel beyond the first
+// takes a token of the caller's rate limit, as its own request would.
+func (s *Server) redemptions(ctx context.Context, c *call) (any, *Error) {
+	req, err := DecodeRedemptionsRequest(c.body)
+	if err != nil {
+		return nil, badBody(err)
+	}
+	if n := len(req.Redemptions) - 1; n > 0 && !c.isProvider && !s.limiter.allowN(c.key, c.now, n) {
+		return nil, apiError(http.StatusTooManyRequests, CodeRateLimited, "too many redemptions from this key; slow down")
+	}
+	resp := RedemptionsResponse{Results: make([]RedemptionResult, len(req.Redemptions))}
+	for i, r := range req.Redemptions {
+		res := &resp.Results[i]
+		res.Channel = r.Channel
+		if r.Index > 0 {
+			red, e := s.redeemChannel(ctx, c, r.Channel, r.Index, r.Preimage)
+			if e != nil {
+				res.Error = e
+				continue
+			}
+			res.Paid, res.Redeemed = red.Paid, red.Redeemed
+		}
+		if r.Close {
+			cl, e := s.closeChannel(ctx, c, r.Channel)
+			if e != nil {
+				res.Error = e
+				continue
+			}
+			res.Closed, res.Refund = true, cl.Refund
+		}
+	}
+	return resp, nil
 }
 
 func (s *Server) audit(ctx context.Context, c *call) (any, *Error) {

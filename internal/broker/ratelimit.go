@@ -36,7 +36,10 @@ func newKeyLimiter(limit rate.Limit, burst, maxKeys int) *keyLimiter {
 }
 
 // allow reports whether key may make a request at now.
-func (l *keyLimiter) allow(key identity.PublicKey, now time.Time) bool {
+func (l *keyLimiter) allow(key identity.PublicKey, now time.Time) bool { return l.allowN(key, now, 1) }
+
+// allowN reports whether key may make n requests' worth of work at now.
+func (l *keyLimiter) allowN(key identity.PublicKey, now time.Time, n int) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, ok := l.keys[key]
@@ -56,5 +59,5 @@ func (l *keyLimiter) allow(key identity.PublicKey, now time.Time) bool {
 		l.keys[key] = b
 	}
 	b.last = now
-	return b.lim.AllowN(now, 1)
+	return b.lim.AllowN(now, n)
 }

@@ -188,6 +188,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s.route("GET /channels/{id}", "channel", routeOpts{account: true}, s.channel)
 	s.route("POST /channels/{id}/redeem", "redeem", routeOpts{account: true}, s.redeem)
 	s.route("POST /channels/{id}/close", "close", routeOpts{account: true}, s.close)
+	s.route("POST /redemptions", "redemptions", routeOpts{account: true}, s.redemptions)
 	s.route("GET /audit", "audit", routeOpts{provider: true}, s.audit)
 	s.route("POST /complaints", "complain", routeOpts{account: true, idempotent: true}, s.complain)
 	s.route("GET /complaints", "complaints", routeOpts{provider: true}, s.complaints)

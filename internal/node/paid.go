@@ -31,17 +31,20 @@ func (b brokerAdapter) Open(ctx context.Context, idemKey, payee string, root ide
 	return resp.Voucher, nil
 }
 
-func (b brokerAdapter) Redeem(ctx context.Context, channel string, index int64, preimage identity.Digest) (int64, error) {
-	resp, err := b.c.Redeem(ctx, channel, index, preimage)
-	if err != nil {
-		return 0, err
+func (b brokerAdapter) Redeem(ctx context.Context, rs []paid.Redemption) ([]paid.RedemptionResult, error) {
+	req := make([]broker.Redemption, len(rs))
+	for i, r := range rs {
+		req[i] = broker.Redemption{Channel: r.Channel, Index: r.Index, Preimage: r.Preimage, Close: r.Close}
 	}
-	return resp.Paid, nil
-}
-
-func (b brokerAdapter) Close(ctx context.Context, channel string) error {
-	_, err := b.c.Close(ctx, channel)
-	return err
+	got, err := b.c.Redemptions(ctx, req)
+	out := make([]paid.RedemptionResult, len(got))
+	for i, g := range got {
+		out[i] = paid.RedemptionResult{Paid: g.Paid, Closed: g.Closed}
+		if g.Error != nil {
+			out[i].Err = g.Error
+		}
+	}
+	return out, err
 }
 
 func (b brokerAdapter) Complain(ctx context.Context, c paid.Complaint) error {

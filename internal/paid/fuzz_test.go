@@ -81,10 +81,9 @@ type fakeBroker struct {
 func (b fakeBroker) Open(_ context.Context, _ string, payee string, root identity.Digest, length, unit int64, expiry time.Time) (identity.Voucher, error) {
 	return identity.SignVoucher(b.provider, identity.Voucher{Channel: "out-" + payee[:8], Payer: b.payer, Payee: payee, Root: root, Length: length, Unit: unit, Expiry: expiry})
 }
-func (fakeBroker) Redeem(context.Context, string, int64, identity.Digest) (int64, error) {
-	return 0, errors.New("fake broker: no redemptions")
+func (fakeBroker) Redeem(context.Context, []Redemption) ([]RedemptionResult, error) {
+	return nil, errors.New("fake broker: no redemptions")
 }
-func (fakeBroker) Close(context.Context, string) error { return nil }
 
 // fuzzWorld is a session, an authenticated fake peer and a channel the
 // peer opened to it, all derived from fixed seeds and a fixed clock so the

@@ -172,17 +172,20 @@ func (b brokerAdapter) Open(ctx context.Context, idemKey, payee string, root ide
 	return resp.Voucher, nil
 }
 
-func (b brokerAdapter) Redeem(ctx context.Context, channel string, index int64, preimage identity.Digest) (int64, error) {
-	resp, err := b.c.Redeem(ctx, channel, index, preimage)
-	if err != nil {
-		return 0, err
+func (b brokerAdapter) Redeem(ctx context.Context, rs []Redemption) ([]RedemptionResult, error) {
+	req := make([]broker.Redemption, len(rs))
+	for i, r := range rs {
+		req[i] = broker.Redemption{Channel: r.Channel, Index: r.Index, Preimage: r.Preimage, Close: r.Close}
 	}
-	return resp.Paid, nil
-}
-
-func (b brokerAdapter) Close(ctx context.Context, channel string) error {
-	_, err := b.c.Close(ctx, channel)
-	return err
+	got, err := b.c.Redemptions(ctx, req)
+	out := make([]RedemptionResult, len(got))
+	for i, g := range got {
+		out[i] = RedemptionResult{Paid: g.Paid, Closed: g.Closed}
+		if g.Error != nil {
+			out[i].Err = g.Error
+		}
+	}
+	return out, err
 }
 
 // peerOpts configures an honest peer.
@@ -196,6 +199,10 @@ type peerOpts struct {
 	maxSpend  int64
 	peers     []netip.AddrPort
 	free      bool // serve plain BitTorrent peers without payment
+	// redeemEvery is the periodic redemption (zero = 100 ms).
+	redeemEvery time.Duration
+	// broker, when set, wraps the session's broker (to count or fail calls).
+	broker func(Broker) Broker
 }
 
 // peer is an honest Floodgate peer: storage, engine and paid session, as
@@ -232,15 +239,22 @@ func (s *swarm) start(o peerOpts) *peer {
 		o.overdue = time.Second
 	}
 	class, _ := s.tm.Class("")
+	var b Broker = brokerAdapter{o.acct.bc}
+	if o.broker != nil {
+		b = o.broker(b)
+	}
+	if o.redeemEvery == 0 {
+		o.redeemEvery = 100 * time.Millisecond
+	}
 	sess, err := NewSession(Config{
 		Torrent:      s.mi,
 		Terms:        s.tm,
 		Key:          o.acct.key,
 		Cert:         o.acct.cert,
 		Class:        class,
-		Broker:       brokerAdapter{o.acct.bc},
+		Broker:       b,
 		Credit:       o.credit,
-		RedeemEvery:  100 * time.Millisecond,
+		RedeemEvery:  o.redeemEvery,
 		OverdueAfter: o.overdue,
 		StatePath:    o.statePath,
 		MaxSpend:     o.maxSpend,

@@ -13,7 +13,6 @@ import (
 	"github.com/floodgate-p2p/floodgate/internal/engine"
 	"github.com/floodgate-p2p/floodgate/internal/hashchain"
 	"github.com/floodgate-p2p/floodgate/internal/identity"
-	"golang.org/x/sync/errgroup"
 )
 
 // inChannel is a channel someone opened to pay us.
@@ -90,18 +89,6 @@ func (s *Session) onPay(ps *peerState, m message) error {
 	s.dirty = true
 	if err := s.book.Paid(ps.account, units, s.cfg.Now()); err != nil {
 		return err
-	}
-	if ch.lastIndex == ch.v.Length && !s.closing {
-		// Spent to the end: nothing more will come on it, so redeem now
-		// rather than in the next round or at exit, where a download
-		// that earned on dozens of channels would wait for them all.
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			ctx, cancel := s.redeemContext()
-			defer cancel()
-			s.redeem(ctx, m.Channel)
-		}()
 	}
 	if s.banned[ps.account] == "" && s.refused[ps.account] != "" {
 		// Paying up lifts a refusal for debt (not a ban).
@@ -276,17 +263,7 @@ func (s *Session) redeemLoop() {
 }
 
 // redeemAll claims every payment received since the last redemption.
-func (s *Session) redeemAll(ctx context.Context) {
-	s.mu.Lock()
-	var ids []string
-	for id, ch := range s.in {
-		if ch.lastIndex > ch.redeemedIndex && !ch.closed {
-			ids = append(ids, id)
-		}
-	}
-	s.mu.Unlock()
-	eachParallel(ids, func(id string) { s.redeem(ctx, id) })
-}
+func (s *Session) redeemAll(ctx context.Context) { s.settleChannels(ctx, false) }
 
 // redeemContext bounds a redemption made while the session runs. It is
 // not cancelled by Close, which waits for it instead: a redemption cut off
@@ -296,50 +273,75 @@ func (s *Session) redeemContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
 }
 
-// redeem claims what channel id received since its last redemption and
-// reports whether everything received is redeemed.
-func (s *Session) redeem(ctx context.Context, id string) bool {
+// settleChannels redeems what every channel paid to us received since its last
+// redemption, all in one broker call (the broker takes a few dozen
+// channels per round trip), and with closeAll closes every channel that
+// still holds the payer's money, which then returns to the payer at once.
+// A channel spent to the end has nothing to give back and is left as it
+// is. It reports whether everything received is redeemed.
+func (s *Session) settleChannels(ctx context.Context, closeAll bool) bool {
 	s.mu.Lock()
-	ch := s.in[id]
-	idx, pre, done := ch.lastIndex, ch.lastPreimage, ch.lastIndex == ch.redeemedIndex
-	if done || ch.redeeming {
-		// One redemption at a time per channel: of two racing calls the
-		// broker pays the first and answers the repeat with nothing, and
-		// if the repeat's answer came back first, the earnings would be
-		// undercounted.
-		s.mu.Unlock()
-		return done
+	var (
+		rs      []Redemption
+		settled = true
+	)
+	for id, ch := range s.in {
+		if ch.closed {
+			continue
+		}
+		redeem := ch.lastIndex > ch.redeemedIndex
+		if ch.redeeming {
+			// One redemption at a time per channel: of two racing
+			// calls the broker pays the first and answers the repeat
+			// with nothing, and if the repeat's answer came back first
+			// the earnings would be undercounted.
+			settled = settled && !redeem
+			continue
+		}
+		r := Redemption{Channel: id, Close: closeAll && ch.unspent() > 0}
+		if redeem {
+			r.Index, r.Preimage = ch.lastIndex, identity.Digest(ch.lastPreimage)
+		}
+		if r.Index > 0 || r.Close {
+			ch.redeeming = true
+			rs = append(rs, r)
+		}
 	}
-	ch.redeeming = true
 	s.mu.Unlock()
-	paid, err := s.cfg.Broker.Redeem(ctx, id, idx, identity.Digest(pre))
+	if len(rs) == 0 {
+		return settled
+	}
+	results, err := s.cfg.Broker.Redeem(ctx, rs)
+	if err != nil {
+		s.log.Warn("redeem", "channels", len(rs), "settled", len(results), "err", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ch.redeeming = false
-	if err != nil {
-		s.log.Warn("redeem", "channel", id, "err", err)
-		return false
+	for i, r := range rs {
+		ch := s.in[r.Channel]
+		ch.redeeming = false
+		if i >= len(results) {
+			settled = settled && r.Index == 0
+			continue
+		}
+		res := results[i]
+		if res.Err != nil {
+			s.log.Warn("redeem", "channel", r.Channel, "err", res.Err)
+			settled = settled && r.Index == 0
+			continue
+		}
+		if r.Index > ch.redeemedIndex {
+			ch.redeemedIndex = r.Index
+			s.earned += res.Paid
+			s.dirty = true
+		}
+		if res.Closed {
+			ch.closed = true
+			s.dirty = true
+		}
+		settled = settled && ch.redeemedIndex == ch.lastIndex
 	}
-	if idx > ch.redeemedIndex {
-		ch.redeemedIndex = idx
-		s.earned += paid
-		s.dirty = true
-	}
-	return ch.redeemedIndex == ch.lastIndex
-}
-
-// brokerParallel bounds the broker calls a session makes at once.
-const brokerParallel = 8
-
-// eachParallel runs fn for every id, at most brokerParallel at a time:
-// each is a broker round trip, and a session may hold many channels.
-func eachParallel(ids []string, fn func(id string)) {
-	var g errgroup.Group
-	g.SetLimit(brokerParallel)
-	for _, id := range ids {
-		g.Go(func() error { fn(id); return nil })
-	}
-	_ = g.Wait()
+	return settled
 }
 
 // cutOffOverdue stops serving accounts that stopped paying and reports
@@ -520,37 +522,11 @@ func (s *Session) Close() error {
 		s.wg.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		s.mu.Lock()
-		var ids []string
-		for id, ch := range s.in {
-			if !ch.closed {
-				ids = append(ids, id)
-			}
-		}
-		s.mu.Unlock()
-		// A channel is closed only once all it carried is redeemed, or
-		// the payments not yet claimed would go back to the payer; one
-		// spent to the end has nothing to give back and is left as it is
-		// (a broker round trip saved per channel, most of them).
-		eachParallel(ids, func(id string) {
-			if !s.redeem(ctx, id) {
-				return
-			}
-			s.mu.Lock()
-			spent := s.in[id].unspent() == 0
-			s.mu.Unlock()
-			if spent {
-				return
-			}
-			if cerr := s.cfg.Broker.Close(ctx, id); cerr != nil {
-				s.log.Warn("close channel", "channel", id, "err", cerr)
-				return
-			}
-			s.mu.Lock()
-			s.in[id].closed = true
-			s.dirty = true
-			s.mu.Unlock()
-		})
+		// A channel is closed only once all it carried is redeemed (the
+		// broker redeems before it closes, and does not close what it
+		// could not redeem), or the payments not yet claimed would go
+		// back to the payer.
+		s.settleChannels(ctx, true)
 		err = s.persist()
 	})
 	return err

@@ -24,11 +24,30 @@ type Broker interface {
 	// Open locks length×unit of our money for payee and returns the
 	// broker-signed voucher.
 	Open(ctx context.Context, idemKey, payee string, root identity.Digest, length, unit int64, expiry time.Time) (identity.Voucher, error)
-	// Redeem claims the channel's value up to index.
-	Redeem(ctx context.Context, channel string, index int64, preimage identity.Digest) (paid int64, err error)
-	// Close ends a channel we are the payee of, returning the rest to
-	// the payer.
-	Close(ctx context.Context, channel string) error
+	// Redeem settles channels we are the payee of, in as few round trips
+	// as it can: each is redeemed up to its index, then closed (the rest
+	// returns to the payer) when asked. It returns a result per channel,
+	// in order; on an error for the call as a whole, the results it has
+	// (possibly none) and the error.
+	Redeem(ctx context.Context, rs []Redemption) ([]RedemptionResult, error)
+}
+
+// Redemption asks the broker to claim a channel's value up to Index (when
+// positive) with Preimage, and then to close it if Close is set.
+type Redemption struct {
+	Channel  string
+	Index    int64
+	Preimage identity.Digest
+	Close    bool
+}
+
+// RedemptionResult is what became of one Redemption: what it paid, whether
+// the channel is now closed, or why not (Err; a channel whose redemption
+// failed is never closed).
+type RedemptionResult struct {
+	Paid   int64
+	Closed bool
+	Err    error
 }
 
 // Complaint is the evidence an uploader files against an account that

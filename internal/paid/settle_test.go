@@ -1,10 +1,13 @@
 package paid
 
 import (
+	"context"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/floodgate-p2p/floodgate/internal/ledger"
 	"github.com/floodgate-p2p/floodgate/internal/wire"
 )
 
@@ -75,5 +78,74 @@ func residueAtTheUploader(t *testing.T, blocks int) {
 	leech.waitDone(10 * time.Second)
 	leech.close()
 	seeder.close()
+	s.audit()
+}
+
+// countingBroker counts a session's redemption calls and the channels in
+// them.
+type countingBroker struct {
+	Broker
+	calls, channels atomic.Int64
+}
+
+func (b *countingBroker) Redeem(ctx context.Context, rs []Redemption) ([]RedemptionResult, error) {
+	b.calls.Add(1)
+	b.channels.Add(int64(len(rs)))
+	return b.Broker.Redeem(ctx, rs)
+}
+
+// An uploader stopping redeems what every channel paid it carried and
+// closes them (their rest returns to the payers) in a single broker call,
+// not one or two per channel: a download that earned on dozens of
+// channels would otherwise wait for dozens of round trips at exit.
+func TestCloseSettlesEveryChannelInOneCall(t *testing.T) {
+	s := newSwarm(t, tSize)
+	cb := &countingBroker{}
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0), redeemEvery: time.Hour,
+		broker: func(b Broker) Broker { cb.Broker = b; return cb }})
+	const funds = 10_000
+	var (
+		chans  []*channel
+		earned int64
+		buyers []*account
+	)
+	for i := range 3 {
+		buyer := s.account(funds)
+		h := s.dial(seeder.addr(), buyer)
+		h.authenticate()
+		c := openChannel(t, buyer, seeder.acct.id, chanLen, time.Now().Add(time.Hour))
+		h.sendFG(message{Type: typeChannel, Voucher: c.vb})
+		h.request(i*8, 8)
+		h.drain(300 * time.Millisecond)
+		owed := valueOf(h.got)
+		if owed == 0 {
+			t.Fatalf("buyer %d was served nothing", i)
+		}
+		h.payUnits(c, owed)
+		h.drain(100 * time.Millisecond)
+		h.close()
+		chans, earned, buyers = append(chans, c), earned+owed, append(buyers, buyer)
+	}
+	seeder.close()
+	if c, n := cb.calls.Load(), cb.channels.Load(); c != 1 || n != 3 {
+		t.Fatalf("closing made %d redemption calls for %d channels, want 1 call for 3", c, n)
+	}
+	ctx := context.Background()
+	led := s.prov.Ledger()
+	for i, c := range chans {
+		ch, err := led.Channel(ctx, c.v.Channel)
+		if err != nil || ch.State != ledger.StateClosed || ch.Redeemed != c.used {
+			t.Fatalf("channel %d: %+v %v, want closed and redeemed to %d", i, ch, err, c.used)
+		}
+		if b, err := led.Balance(ctx, ledger.AccountID(buyers[i].id)); err != nil || b != funds-c.used {
+			t.Fatalf("buyer %d balance %d %v, want %d (the rest refunded)", i, b, err, funds-c.used)
+		}
+	}
+	if b, err := led.Balance(ctx, ledger.AccountID(seeder.acct.id)); err != nil || b != earned {
+		t.Fatalf("seeder balance %d %v, want %d", b, err, earned)
+	}
+	if st := seeder.sess.Stats(); st.Earned != earned || st.Pending != 0 {
+		t.Fatalf("seeder stats %+v, want %d earned and nothing pending", st, earned)
+	}
 	s.audit()
 }

@@ -98,8 +98,10 @@ type Payments interface {
 	// (e.g. data that failed its hash), so the plug-in can refuse its
 	// identity too: a peer ID is chosen freely, an account is not.
 	Banned(p Peer, reason string)
-	// Verified reports a piece that passed its hash check and who sent
-	// its bytes (pay-after-verify).
+	// Verified reports a piece that passed its hash check and was
+	// written, and who sent its bytes (pay-after-verify). It is called
+	// without the torrent's lock (pieces verify concurrently), before
+	// the piece is announced to anyone.
 	Verified(piece int, from []Contribution)
 	// Failed reports a piece that failed its hash check and who sent its
 	// bytes; they are not paid for, and the piece is fetched again.

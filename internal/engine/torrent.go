@@ -405,6 +405,13 @@ func (t *Torrent) verifyPiece(job verifyJob) {
 	if ok {
 		werr = t.store.WritePiece(job.piece, job.buf.data)
 	}
+	if ok && werr == nil && t.pay != nil {
+		// Paid for outside the torrent lock, so the payment work does not
+		// hold up every reader; its messages still go out before the HAVEs
+		// and "not interested" below, after which uploaders stop waiting
+		// for our payments.
+		t.pay.Verified(job.piece, contributions(job.buf))
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch {
@@ -425,9 +432,6 @@ func (t *Torrent) verifyPiece(job verifyJob) {
 		t.c.reportStorageError(werr)
 		t.fillAll()
 	default:
-		if t.pay != nil {
-			t.pay.Verified(job.piece, contributions(job.buf))
-		}
 		t.picker.SetHave(job.piece)
 		t.left -= int64(len(job.buf.data))
 		t.broadcastHave(job.piece)

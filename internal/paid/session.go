@@ -22,7 +22,8 @@ import (
 // implementation is *broker.Client; tests may wrap it.
 type Broker interface {
 	// Open locks length×unit of our money for payee and returns the
-	// broker-signed voucher.
+	// broker-signed voucher, its signature verified against the
+	// provider's key (broker.Client does when given the key).
 	Open(ctx context.Context, idemKey, payee string, root identity.Digest, length, unit int64, expiry time.Time) (identity.Voucher, error)
 	// Redeem settles channels we are the payee of, in as few round trips
 	// as it can: each is redeemed up to its index, then closed (the rest
@@ -88,7 +89,7 @@ type Config struct {
 	// 0 = no cap beyond the balance.
 	MaxSpend int64
 	// ChannelValue is how many units one channel locks (default: the
-	// price of 32 MiB at our class, at least 64).
+	// price of 64 MiB at our class, at least 64).
 	ChannelValue int64
 	// ChannelTTL is how long a channel is valid (default 1 h).
 	ChannelTTL time.Duration
@@ -212,7 +213,7 @@ func NewSession(cfg Config) (*Session, error) {
 		cfg.OverdueAfter = 30 * time.Second
 	}
 	if cfg.ChannelValue <= 0 {
-		v, err := terms.PriceFor(32<<20, cfg.Class.PricePerMiB)
+		v, err := terms.PriceFor(64<<20, cfg.Class.PricePerMiB)
 		if err != nil {
 			return nil, err
 		}

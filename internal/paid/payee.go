@@ -140,9 +140,9 @@ func (s *Session) serve(ps *peerState, n int, now time.Time) engine.Verdict {
 		return engine.Serve
 	}
 	// A newcomer gets its first credit window before showing a channel:
-	// its downloader opens one only once we have delivered (so identities
-	// that never upload cannot lock its funds). After that, service needs
-	// channel value left beyond what it owes.
+	// its downloader may open one only once we have delivered (so that
+	// identities that never upload cannot lock much of its funds). After
+	// that, service needs channel value left beyond what it owes.
 	if s.hasChannel(ps.account) && s.backing(ps.account, now) <= 0 {
 		return s.hold(ps, "no payment channel with value left")
 	}

@@ -47,6 +47,11 @@ type payeeState struct {
 	grant   int64     // size of the next channel before other limits
 	// payQueued: a deferred payment (see payVerified) is scheduled.
 	payQueued bool
+	// wanted: we asked for blocks from this uploader (see MayRequest).
+	wanted bool
+	// undelivered: our channel was opened before it delivered anything;
+	// it holds one of maxUndelivered places until it delivers.
+	undelivered bool
 }
 
 // Payments for verified pieces are batched: every payment message costs
@@ -94,18 +99,34 @@ const (
 
 // MayRequest implements engine.Payments: any peer that finished
 // authenticating (or is plain). A paid uploader serves a newcomer its
-// first credit window without a channel; we open one once it delivered
-// (payOut after the first verified piece, or its invoice), so identities
-// that never upload cannot lock our funds.
+// first credit window without a channel; the first time we want blocks
+// from one, we open its first channel at once, so the channel is there
+// when the first piece verifies, but to at most maxUndelivered uploaders
+// that have not delivered yet: identities that never upload can lock
+// little of our money. Any other uploader gets its first channel once it
+// delivered (payOut after the first verified piece, or its invoice).
 func (s *Session) MayRequest(p engine.Peer) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ps := s.peers[p.ConnID()]
-	if ps != nil {
-		s.settle(ps)
+	if ps == nil {
+		return false
 	}
-	return ps != nil && (ps.plain || ps.authed)
+	s.settle(ps)
+	if ps.authed && !ps.wanted && s.cfg.Class.PricePerMiB > 0 {
+		ps.wanted = true
+		if po := s.payee(ps.account); !po.wanted {
+			po.wanted = true
+			s.ensureChannel(ps.account)
+		}
+	}
+	return ps.plain || ps.authed
 }
+
+// maxUndelivered bounds the channels open (or opening) to uploaders that
+// have not delivered a verified byte yet. Each is a first channel (about
+// 4 MiB worth) that only its payee can close before it expires.
+const maxUndelivered = 2
 
 // Settle gives payments in flight a chance to land before we disconnect:
 // it waits (until ctx ends) while a channel is being opened or we still owe
@@ -152,6 +173,10 @@ func (s *Session) Verified(piece int, from []engine.Contribution) {
 			continue // a plain peer serves for free
 		}
 		s.tab.Received(ps.account, int64(c.Bytes), price)
+		if po := s.out[ps.account]; po != nil && po.undelivered {
+			po.undelivered = false
+			s.undelivered--
+		}
 		s.payVerified(ps.account)
 	}
 	if s.left == 0 {
@@ -250,12 +275,7 @@ func (s *Session) ensureChannel(account string) {
 	if s.cfg.Class.PricePerMiB == 0 {
 		return // a free class pays nothing
 	}
-	po := s.out[account]
-	if po == nil {
-		first, _ := terms.PriceFor(firstChannelBytes, s.cfg.Class.PricePerMiB)
-		po = &payeeState{grant: max(first, minChannelValue)}
-		s.out[account] = po
-	}
+	po := s.payee(account)
 	now := s.cfg.Now()
 	if s.closing || po.opening || po.next != nil || now.Before(po.retryAt) {
 		return
@@ -289,6 +309,10 @@ func (s *Session) ensureChannel(account string) {
 	}
 	if (s.complete || s.left == 0) && due == 0 {
 		return // nothing more to buy: a seeder only earns
+	}
+	undelivered := s.tab.ReceivedBytes(account) == 0
+	if undelivered && (!po.wanted || s.undelivered >= maxUndelivered) {
+		return // see MayRequest
 	}
 	// Lock no more than what is left to buy (at most ChannelValue), so a
 	// buyer with many uploaders does not tie up its balance in channels
@@ -328,9 +352,25 @@ func (s *Session) ensureChannel(account string) {
 		value = min(value, left)
 	}
 	po.opening = true
+	if undelivered && !po.undelivered {
+		po.undelivered = true
+		s.undelivered++
+	}
 	s.locked += value
 	s.wg.Add(1)
 	go s.open(account, po, value)
+}
+
+// payee returns what we know of paying account, new if need be. s.mu is
+// held.
+func (s *Session) payee(account string) *payeeState {
+	po := s.out[account]
+	if po == nil {
+		first, _ := terms.PriceFor(firstChannelBytes, s.cfg.Class.PricePerMiB)
+		po = &payeeState{grant: max(first, minChannelValue)}
+		s.out[account] = po
+	}
+	return po
 }
 
 // dueTotal is what we owe all uploaders together. s.mu is held.
@@ -364,6 +404,12 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	po.opening = false
+	if err != nil && po.undelivered {
+		// Nothing was locked: the place is free for another uploader
+		// (or this one, when it is tried again).
+		po.undelivered = false
+		s.undelivered--
+	}
 	if errors.Is(err, ErrInsufficientFunds) && length > minChannelValue {
 		// Other channels hold the rest of the balance: try half as much.
 		s.locked -= length

@@ -125,12 +125,15 @@ type Session struct {
 	peers map[uint64]*peerState // by connection id
 
 	// Downloader side.
-	tab      *credit.Tab
-	out      map[string]*payeeState // by payee account
-	locked   int64                  // units locked in our open channels
-	payErr   error                  // last failure to open a channel
-	complete bool
-	left     int64 // bytes still to download
+	tab    *credit.Tab
+	out    map[string]*payeeState // by payee account
+	locked int64                  // units locked in our open channels
+	// undelivered counts payees holding a channel we opened before
+	// they delivered anything (at most maxUndelivered).
+	undelivered int
+	payErr      error // last failure to open a channel
+	complete    bool
+	left        int64 // bytes still to download
 
 	// Uploader side.
 	book *credit.Book
@@ -162,6 +165,7 @@ type peerState struct {
 	lastInvoice time.Time
 	created     time.Time // when the connection was set up
 	handshook   bool      // their BEP 10 handshake arrived
+	wanted      bool      // we asked for blocks on this connection
 }
 
 // Stats is a snapshot of the money a session moved.
@@ -483,8 +487,8 @@ func (s *Session) onAuth(ps *peerState, m message) error {
 			}
 		}
 	}
-	// No channel is opened here: only once we want blocks from this peer
-	// (MayRequest), so identities that never upload cannot lock our funds.
+	// Pay what we owe it; a first channel is opened only once we want
+	// blocks from it (MayRequest) or it delivered.
 	s.payOut(ps.account)
 	ps.p.Wake()
 	return nil

@@ -86,18 +86,22 @@ func startQuote(ctx context.Context, ps paidSetup, class string, maxSpend, size 
 	return q, nil
 }
 
-// show waits for the balance and prints the quote.
-func (q *paidQuote) show(w io.Writer) error {
+// show waits for the balance and prints the quote. The balance is for
+// the user's information (--max-spend was checked already), so a broker
+// that cannot tell it is a warning: the download goes on, and it finds
+// out about the money when it opens a channel.
+func (q *paidQuote) show(w io.Writer) {
 	b := <-q.balance
 	if b.err != nil {
-		return fmt.Errorf("balance: %w", b.err)
+		fmt.Fprintf(w, "paid torrent: class %s at %d units/MiB; price %d units for %s (account %s)\nwarning: balance unavailable: %v\n",
+			q.class, q.perMiB, q.price, units.FormatBytes(q.size), q.account, b.err)
+		return
 	}
 	fmt.Fprintf(w, "paid torrent: class %s at %d units/MiB; price %d units for %s; your balance %d units (account %s)\n",
 		q.class, q.perMiB, q.price, units.FormatBytes(q.size), b.units, q.account)
 	if b.units < q.price {
 		fmt.Fprintf(w, "warning: your balance does not cover the whole price; the download stops when it runs out\n")
 	}
-	return nil
 }
 
 func newGetCmd() *cobra.Command {
@@ -187,12 +191,10 @@ verified on disk. On a terminal it shows a live progress line.`,
 			}
 			defer n.Close()
 			if q != nil {
-				// The balance was asked for before the node started, and
-				// nothing is bought before a first piece verified, so it
-				// is the balance before this download.
-				if err := q.show(stderr); err != nil {
-					return err
-				}
+				// The balance was asked for before the node started, so
+				// it is normally the balance before this download locked
+				// anything.
+				q.show(stderr)
 			}
 			t := n.Torrent()
 			bar.money = func() string {

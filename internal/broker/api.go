@@ -128,7 +128,8 @@ type RedemptionsResponse struct {
 
 // RedemptionResult is what became of one channel: what the redemption paid
 // and the channel's redeemed index afterwards (a lower bound, as with
-// RedeemResponse), and whether it was closed with what refund. Error, when
+// RedeemResponse; 0 when only a close was asked for), and whether it was
+// closed with what refund. Error, when
 // set, says why the channel was left as it was; a channel whose redemption
 // failed is not closed, so no payment it carried goes back to the payer.
 type RedemptionResult struct {

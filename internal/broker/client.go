@@ -291,7 +291,7 @@ func (c *Client) Redemptions(ctx context.Context, rs []Redemption) ([]Redemption
 			if res.Error != nil {
 				res.Error.Status = httpStatusOf(res.Error.Code)
 				if res.Error.Code == CodeStepTooLong {
-					res = c.redeemAlone(ctx, batch[i])
+					res = c.redeemAlone(ctx, batch[i], res.Error)
 				}
 			}
 			out = append(out, res)
@@ -300,9 +300,10 @@ func (c *Client) Redemptions(ctx context.Context, rs []Redemption) ([]Redemption
 	return out, nil
 }
 
-// redeemAlone settles one channel with the single-channel calls, which
-// split a redemption longer than the broker's max_step.
-func (c *Client) redeemAlone(ctx context.Context, r Redemption) RedemptionResult {
+// redeemAlone settles one channel whose redemption the broker refused as
+// longer than its max_step: in steps it accepts (see Redeem), then closed
+// if asked. What the steps paid is reported even when a later one fails.
+func (c *Client) redeemAlone(ctx context.Context, r Redemption, tooLong *Error) RedemptionResult {
 	res := RedemptionResult{Channel: r.Channel}
 	asError := func(err error) *Error {
 		var ae *Error
@@ -311,13 +312,15 @@ func (c *Client) redeemAlone(ctx context.Context, r Redemption) RedemptionResult
 		}
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: err.Error()}
 	}
-	if r.Index > 0 {
-		red, err := c.Redeem(ctx, r.Channel, r.Index, r.Preimage)
-		if err != nil {
-			res.Error = asError(err)
-			return res
-		}
-		res.Paid, res.Redeemed = red.Paid, red.Redeemed
+	if tooLong.MaxStep < 1 {
+		res.Error = tooLong
+		return res
+	}
+	red, err := c.redeemInSteps(ctx, r.Channel, r.Index, r.Preimage, tooLong.MaxStep, tooLong)
+	res.Paid, res.Redeemed = red.Paid, red.Redeemed
+	if err != nil {
+		res.Error = asError(err)
+		return res
 	}
 	if r.Close {
 		cl, err := c.Close(ctx, r.Channel)

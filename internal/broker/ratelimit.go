@@ -39,7 +39,10 @@ func newKeyLimiter(limit rate.Limit, burst, maxKeys int) *keyLimiter {
 func (l *keyLimiter) allow(key identity.PublicKey, now time.Time) bool { return l.allowN(key, now, 1) }
 
 // allowN reports whether key may make n requests' worth of work at now.
+// More than a full bucket is charged as a full bucket, or a request worth
+// more than the burst could never pass.
 func (l *keyLimiter) allowN(key identity.PublicKey, now time.Time, n int) bool {
+	n = min(n, l.burst)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, ok := l.keys[key]

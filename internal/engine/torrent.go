@@ -407,9 +407,9 @@ func (t *Torrent) verifyPiece(job verifyJob) {
 	}
 	if ok && werr == nil && t.pay != nil {
 		// Paid for outside the torrent lock, so the payment work does not
-		// hold up every reader; its messages still go out before the HAVEs
-		// and "not interested" below, after which uploaders stop waiting
-		// for our payments.
+		// hold up every reader. A payment made at once still goes out
+		// before the HAVEs and "not interested" below; one the plug-in
+		// batches (see internal/paid) may follow them.
 		t.pay.Verified(job.piece, contributions(job.buf))
 	}
 	t.mu.Lock()

@@ -39,7 +39,7 @@ func (b brokerAdapter) Redeem(ctx context.Context, rs []paid.Redemption) ([]paid
 	got, err := b.c.Redemptions(ctx, req)
 	out := make([]paid.RedemptionResult, len(got))
 	for i, g := range got {
-		out[i] = paid.RedemptionResult{Paid: g.Paid, Closed: g.Closed}
+		out[i] = paid.RedemptionResult{Paid: g.Paid, Redeemed: g.Redeemed, Closed: g.Closed}
 		if g.Error != nil {
 			out[i].Err = g.Error
 		}

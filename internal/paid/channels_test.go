@@ -1,11 +1,30 @@
 package paid
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/floodgate-p2p/floodgate/internal/identity"
+
 	"github.com/floodgate-p2p/floodgate/internal/wire"
 )
+
+// eagerSize is content large enough that two first channels fit in what
+// is left to buy (channels to uploaders that have not delivered may not
+// lock more than that).
+const eagerSize = 16 << 20
+
+// allPieces is a bitfield payload with every piece of s's torrent.
+func allPieces(s *swarm) []byte {
+	n := s.mi.Info.NumPieces()
+	b := make([]byte, (n+7)/8)
+	for i := range n {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	return b
+}
 
 // A downloader opens a first channel as soon as it wants blocks from an
 // uploader, so the channel is there when the first piece verifies; but to
@@ -13,7 +32,7 @@ import (
 // identities that claim every piece and never send one lock little of its
 // money.
 func TestUndeliveredUploadersGetAtMostTwoChannels(t *testing.T) {
-	s := newSwarm(t, tSize)
+	s := newSwarm(t, eagerSize)
 	leech := s.start(peerOpts{acct: s.account(1_000_000)})
 	const liars = 4
 	var hs []*hostile
@@ -21,7 +40,7 @@ func TestUndeliveredUploadersGetAtMostTwoChannels(t *testing.T) {
 		h := s.dial(leech.addr(), s.account(0))
 		defer h.close()
 		h.authenticate()
-		h.send(wire.NewBitfield([]byte{0xff, 0xff, 0xff, 0xff})) // all 32 pieces
+		h.send(wire.NewBitfield(allPieces(s)))
 		h.send(wire.Message{ID: wire.Unchoke})
 		asked := false
 		h.onRequest = func(wire.Message) { asked = true }
@@ -48,6 +67,81 @@ func TestUndeliveredUploadersGetAtMostTwoChannels(t *testing.T) {
 	st := leech.sess.Stats()
 	if first := valueOf(firstChannelBytes); st.Locked > maxUndelivered*first {
 		t.Fatalf("%d units locked for uploaders that delivered nothing, want at most %d", st.Locked, maxUndelivered*first)
+	}
+	leech.close()
+	s.audit()
+}
+
+// openFailsFor fails every channel open to one payee.
+type openFailsFor struct {
+	Broker
+	payee string
+}
+
+func (b openFailsFor) Open(ctx context.Context, idemKey, payee string, root identity.Digest, length, unit int64, expiry time.Time) (identity.Voucher, error) {
+	if payee == b.payee {
+		return identity.Voucher{}, errors.New("broker down for this payee")
+	}
+	return b.Broker.Open(ctx, idemKey, payee, root, length, unit, expiry)
+}
+
+// A channel that could not be opened leaves its place among the
+// undelivered ones to the next uploader.
+func TestFailedOpenFreesItsUndeliveredPlace(t *testing.T) {
+	s := newSwarm(t, eagerSize)
+	liars := []*account{s.account(0), s.account(0), s.account(0)}
+	leech := s.start(peerOpts{acct: s.account(1_000_000),
+		broker: func(b Broker) Broker { return openFailsFor{b, liars[0].id} }})
+	var hs []*hostile
+	for _, a := range liars {
+		h := s.dial(leech.addr(), a)
+		defer h.close()
+		h.authenticate()
+		h.send(wire.NewBitfield(allPieces(s)))
+		h.send(wire.Message{ID: wire.Unchoke})
+		asked := false
+		h.onRequest = func(wire.Message) { asked = true }
+		if !h.pump(5*time.Second, func() bool { return asked }) {
+			t.Fatal("the downloader asks a peer that has everything for nothing")
+		}
+		hs = append(hs, h)
+		time.Sleep(50 * time.Millisecond) // the failed open returns meanwhile
+	}
+	got := func(h *hostile) bool {
+		h.drain(50 * time.Millisecond)
+		_, ok := h.lastFG(typeChannel)
+		return ok
+	}
+	eventually(t, 5*time.Second, "channels for the second and third uploader", func() bool { return got(hs[1]) && got(hs[2]) })
+	if got(hs[0]) {
+		t.Fatal("a channel the broker refused was shown")
+	}
+	leech.close()
+	s.audit()
+}
+
+// Channels to uploaders that have not delivered never lock more than what
+// is left to buy: on a small torrent, liars claiming every piece cannot
+// tie up the money the honest uploaders are to be paid with.
+func TestUndeliveredChannelsLockNoMoreThanThePurchase(t *testing.T) {
+	s := newSwarm(t, tSize)
+	leech := s.start(peerOpts{acct: s.account(1_000_000)})
+	for range 3 {
+		h := s.dial(leech.addr(), s.account(0))
+		defer h.close()
+		h.authenticate()
+		h.send(wire.NewBitfield(allPieces(s)))
+		h.send(wire.Message{ID: wire.Unchoke})
+		asked := false
+		h.onRequest = func(wire.Message) { asked = true }
+		if !h.pump(5*time.Second, func() bool { return asked }) {
+			t.Fatal("the downloader asks a peer that has everything for nothing")
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	price := valueOf(tSize)
+	if st := leech.sess.Stats(); st.Locked == 0 || st.Locked > price {
+		t.Fatalf("%d units locked for uploaders that delivered nothing, want some but at most the price %d", st.Locked, price)
 	}
 	leech.close()
 	s.audit()

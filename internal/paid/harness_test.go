@@ -147,6 +147,10 @@ func (s *swarm) account(funds int64) *account {
 	if err != nil {
 		s.t.Fatal(err)
 	}
+	// Runs before the provider's Close (cleanups run last in, first
+	// out): a connection dialed and never used holds its graceful
+	// shutdown for 5 s.
+	s.t.Cleanup(bc.CloseIdleConnections)
 	reg, err := bc.Register(context.Background())
 	if err != nil {
 		s.t.Fatal(err)
@@ -180,7 +184,7 @@ func (b brokerAdapter) Redeem(ctx context.Context, rs []Redemption) ([]Redemptio
 	got, err := b.c.Redemptions(ctx, req)
 	out := make([]RedemptionResult, len(got))
 	for i, g := range got {
-		out[i] = RedemptionResult{Paid: g.Paid, Closed: g.Closed}
+		out[i] = RedemptionResult{Paid: g.Paid, Redeemed: g.Redeemed, Closed: g.Closed}
 		if g.Error != nil {
 			out[i].Err = g.Error
 		}

@@ -139,10 +139,11 @@ func (s *Session) serve(ps *peerState, n int, now time.Time) engine.Verdict {
 	case ps.class.PricePerMiB == 0:
 		return engine.Serve
 	}
-	// A newcomer gets its first credit window before showing a channel:
-	// its downloader may open one only once we have delivered (so that
-	// identities that never upload cannot lock much of its funds). After
-	// that, service needs channel value left beyond what it owes.
+	// A newcomer gets its first credit window before showing a channel
+	// (its downloader opens one eagerly only to a couple of uploaders that
+	// have not delivered yet, so identities that never upload lock little
+	// of its funds). After that, service needs channel value left beyond
+	// what it owes.
 	if s.hasChannel(ps.account) && s.backing(ps.account, now) <= 0 {
 		return s.hold(ps, "no payment channel with value left")
 	}
@@ -273,33 +274,25 @@ func (s *Session) redeemContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
 }
 
-// settleChannels redeems what every channel paid to us received since its last
-// redemption, all in one broker call (the broker takes a few dozen
+// settleChannels redeems what every channel paid to us received since its
+// last redemption, all in one broker call (the broker takes a few dozen
 // channels per round trip), and with closeAll closes every channel that
 // still holds the payer's money, which then returns to the payer at once.
 // A channel spent to the end has nothing to give back and is left as it
-// is. It reports whether everything received is redeemed.
-func (s *Session) settleChannels(ctx context.Context, closeAll bool) bool {
+// is.
+func (s *Session) settleChannels(ctx context.Context, closeAll bool) {
 	s.mu.Lock()
-	var (
-		rs      []Redemption
-		settled = true
-	)
+	var rs []Redemption
 	for id, ch := range s.in {
-		if ch.closed {
-			continue
-		}
-		redeem := ch.lastIndex > ch.redeemedIndex
-		if ch.redeeming {
-			// One redemption at a time per channel: of two racing
-			// calls the broker pays the first and answers the repeat
-			// with nothing, and if the repeat's answer came back first
-			// the earnings would be undercounted.
-			settled = settled && !redeem
+		// One redemption at a time per channel: of two racing calls the
+		// broker pays the first and answers the repeat with nothing, and
+		// if the repeat's answer came back first the earnings would be
+		// undercounted.
+		if ch.closed || ch.redeeming {
 			continue
 		}
 		r := Redemption{Channel: id, Close: closeAll && ch.unspent() > 0}
-		if redeem {
+		if ch.lastIndex > ch.redeemedIndex {
 			r.Index, r.Preimage = ch.lastIndex, identity.Digest(ch.lastPreimage)
 		}
 		if r.Index > 0 || r.Close {
@@ -309,7 +302,7 @@ func (s *Session) settleChannels(ctx context.Context, closeAll bool) bool {
 	}
 	s.mu.Unlock()
 	if len(rs) == 0 {
-		return settled
+		return
 	}
 	results, err := s.cfg.Broker.Redeem(ctx, rs)
 	if err != nil {
@@ -321,17 +314,16 @@ func (s *Session) settleChannels(ctx context.Context, closeAll bool) bool {
 		ch := s.in[r.Channel]
 		ch.redeeming = false
 		if i >= len(results) {
-			settled = settled && r.Index == 0
 			continue
 		}
 		res := results[i]
 		if res.Err != nil {
 			s.log.Warn("redeem", "channel", r.Channel, "err", res.Err)
-			settled = settled && r.Index == 0
-			continue
 		}
-		if r.Index > ch.redeemedIndex {
-			ch.redeemedIndex = r.Index
+		// What was paid counts even when a later step (the close) failed:
+		// the broker does not pay a repeat.
+		if at := min(res.Redeemed, r.Index); at > ch.redeemedIndex {
+			ch.redeemedIndex = at
 			s.earned += res.Paid
 			s.dirty = true
 		}
@@ -339,9 +331,7 @@ func (s *Session) settleChannels(ctx context.Context, closeAll bool) bool {
 			ch.closed = true
 			s.dirty = true
 		}
-		settled = settled && ch.redeemedIndex == ch.lastIndex
 	}
-	return settled
 }
 
 // cutOffOverdue stops serving accounts that stopped paying and reports

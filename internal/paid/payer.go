@@ -333,11 +333,12 @@ func (s *Session) ensureChannel(account string) {
 		value = max(minChannelValue, value>>po.shrink)
 	}
 	value = max(value, due)
-	if forHeadroom {
-		// Headroom is a convenience for speed: it may not push what is
-		// locked and not yet paid over what is left to buy (plus what is
-		// due), or a buyer whose balance just covers the purchase would
-		// find its money in channels to uploaders that have nothing more
+	if forHeadroom || undelivered {
+		// Headroom and channels to uploaders that have not delivered yet
+		// are conveniences for speed: they may not push what is locked
+		// and not yet paid over what is left to buy (plus what is due),
+		// or a buyer whose balance just covers the purchase would find
+		// its money in channels to uploaders that have nothing (more)
 		// for it, and could not pay the ones that do.
 		if leftErr != nil || s.locked-s.tab.Spent()+value > leftValue+s.dueTotal() {
 			return

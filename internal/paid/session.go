@@ -42,13 +42,16 @@ type Redemption struct {
 	Close    bool
 }
 
-// RedemptionResult is what became of one Redemption: what it paid, whether
-// the channel is now closed, or why not (Err; a channel whose redemption
-// failed is never closed).
+// RedemptionResult is what became of one Redemption: what it paid and the
+// channel's redeemed index afterwards, whether the channel is now closed,
+// and what went wrong (Err). A channel whose redemption failed is never
+// closed; one whose redemption succeeded and whose close failed carries
+// both the payment and the error.
 type RedemptionResult struct {
-	Paid   int64
-	Closed bool
-	Err    error
+	Paid     int64
+	Redeemed int64
+	Closed   bool
+	Err      error
 }
 
 // Complaint is the evidence an uploader files against an account that

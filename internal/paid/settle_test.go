@@ -2,6 +2,7 @@ package paid
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -146,6 +147,53 @@ func TestCloseSettlesEveryChannelInOneCall(t *testing.T) {
 	}
 	if st := seeder.sess.Stats(); st.Earned != earned || st.Pending != 0 {
 		t.Fatalf("seeder stats %+v, want %d earned and nothing pending", st, earned)
+	}
+	s.audit()
+}
+
+// closeFailsBroker redeems as asked but fails every close, as a broker
+// whose close step went wrong after the redemption was committed would.
+type closeFailsBroker struct{ Broker }
+
+func (b closeFailsBroker) Redeem(ctx context.Context, rs []Redemption) ([]RedemptionResult, error) {
+	redeemOnly := make([]Redemption, len(rs))
+	for i, r := range rs {
+		redeemOnly[i] = r
+		redeemOnly[i].Close = false
+	}
+	res, err := b.Broker.Redeem(ctx, redeemOnly)
+	for i := range res {
+		if rs[i].Close && res[i].Err == nil {
+			res[i].Err = errors.New("close failed")
+		}
+	}
+	return res, err
+}
+
+// What a redemption paid counts even when closing the channel afterwards
+// failed: the broker pays a repeat nothing, so dropping it would lose the
+// earnings from the uploader's books for good.
+func TestEarningsCountWhenTheCloseFails(t *testing.T) {
+	s := newSwarm(t, tSize)
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0), redeemEvery: time.Hour,
+		broker: func(b Broker) Broker { return closeFailsBroker{b} }})
+	buyer := s.account(10_000)
+	h := s.dial(seeder.addr(), buyer)
+	h.authenticate()
+	c := openChannel(t, buyer, seeder.acct.id, chanLen, time.Now().Add(time.Hour))
+	h.sendFG(message{Type: typeChannel, Voucher: c.vb})
+	h.request(0, 8)
+	h.drain(300 * time.Millisecond)
+	owed := valueOf(h.got)
+	h.payUnits(c, owed)
+	h.drain(100 * time.Millisecond)
+	h.close()
+	seeder.close()
+	if st := seeder.sess.Stats(); st.Earned != owed || st.Pending != 0 {
+		t.Fatalf("seeder stats %+v after a failed close, want %d earned and nothing pending", st, owed)
+	}
+	if b, err := s.prov.Ledger().Balance(context.Background(), ledger.AccountID(seeder.acct.id)); err != nil || b != owed {
+		t.Fatalf("seeder balance %d %v, want %d", b, err, owed)
 	}
 	s.audit()
 }

@@ -27,7 +27,8 @@ const (
 	// funds is minted to each downloader: more than the price, so the
 	// balances show the money moving, and enough to hold a channel to
 	// each of its three uploaders at once even at the largest channel the
-	// paid package locks (32 MiB worth, 960 units at 30/MiB).
+	// paid package locks for these torrents (half of what is left to buy:
+	// 94 units of the 6 MiB one at 30/MiB).
 	funds = 4000
 	// pieceLength is the test torrents' piece length.
 	pieceLength = 64 << 10

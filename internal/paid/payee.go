@@ -62,7 +62,7 @@ func (s *Session) onChannel(ps *peerState, m message) error {
 		s.addIn(&inChannel{v: v, lastPreimage: [32]byte(v.Root)})
 		s.dirty = true
 	}
-	ps.p.Wake()
+	s.wakeHeld(ps.account)
 	return nil
 }
 
@@ -94,8 +94,9 @@ func (s *Session) onPay(ps *peerState, m message) error {
 		// Paying up lifts a refusal for debt (not a ban).
 		delete(s.refused, ps.account)
 		s.book.Unblock(ps.account)
+		ps.held = true // refused, not held: wake it all the same
 	}
-	ps.p.Wake()
+	s.wakeHeld(ps.account)
 	return nil
 }
 
@@ -190,6 +191,7 @@ func (s *Session) backing(account string, now time.Time) int64 {
 }
 
 func (s *Session) hold(ps *peerState, why string) engine.Verdict {
+	ps.held = true
 	now := s.cfg.Now()
 	if now.Sub(ps.lastInvoice) >= invoiceEvery && ps.p != nil {
 		ps.lastInvoice = now
@@ -359,6 +361,18 @@ func (s *Session) cutOffOverdue() {
 			}
 		}
 		s.complain(account, st)
+	}
+}
+
+// wakeHeld lets account's held connections be reconsidered: it paid or
+// showed a channel. Only held ones: a wake costs the engine's upload loop
+// a turn, and payments arrive hundreds of times per download.
+func (s *Session) wakeHeld(account string) {
+	for _, ps := range s.peers {
+		if ps.held && ps.account == account && ps.p != nil {
+			ps.held = false
+			ps.p.Wake()
+		}
 	}
 }
 

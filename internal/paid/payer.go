@@ -59,8 +59,11 @@ type payeeState struct {
 // in the middle of a transfer that otherwise needs only a few syscalls per
 // megabyte: at a payment per megabyte, a 256 MiB download over loopback
 // cost its uploader 300 reads and 900 context switches more than a plain
-// one (perf stat); at one per four megabytes, about 100 reads. What is
-// due is sent once payDelay after the first
+// one (perf stat); at one per four megabytes, about 100 reads. With four
+// leechers trading, each uploader sends a few dozen megabytes a second to
+// each downloader, so a 10 ms delay still meant a payment per half
+// megabyte (212 per download); 50 ms cut that to 148. What is due is sent
+// once payDelay after the first
 // unpaid piece, or at once when it reaches payBatchBytes' worth or a
 // quarter of what we ever paid that uploader, whichever is less. The
 // quarter keeps the deferred value well inside the uploader's credit
@@ -68,7 +71,7 @@ type payeeState struct {
 // while the window is small, still go out piece by piece; the full window
 // (32 MiB and four pieces) holds a deep request pipeline plus a batch.
 const (
-	payDelay      = 10 * time.Millisecond
+	payDelay      = 50 * time.Millisecond
 	payBatchBytes = 4 << 20
 )
 

@@ -169,6 +169,7 @@ type peerState struct {
 	created     time.Time // when the connection was set up
 	handshook   bool      // their BEP 10 handshake arrived
 	wanted      bool      // we asked for blocks on this connection
+	held        bool      // we held its requests (see hold) and owe it a Wake
 }
 
 // Stats is a snapshot of the money a session moved.

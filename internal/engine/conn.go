@@ -73,6 +73,7 @@ type peerConn struct {
 	peerReqq     int // the peer's advertised queue, which maxOut never exceeds
 	lastBlock    time.Time
 	snubbed      bool
+	mayRequest   bool // the payment plug-in let us ask for blocks (it never takes that back)
 	clientName   string
 	connectedAt  time.Time
 	lastUnchoked time.Time
@@ -521,8 +522,11 @@ func (t *Torrent) fillRequests(pc *peerConn) {
 	if pc.peerChoking || !pc.amInterested || t.closed {
 		return
 	}
-	if t.pay != nil && pc.ext && !t.pay.MayRequest(pc) {
-		return
+	if t.pay != nil && pc.ext && !pc.mayRequest {
+		if !t.pay.MayRequest(pc) {
+			return
+		}
+		pc.mayRequest = true
 	}
 	limit := pc.maxOut
 	if pc.snubbed {

@@ -83,7 +83,8 @@ type Payments interface {
 	// asked of it meanwhile would sit in its queue while the pieces they
 	// belong to cannot complete (and so cannot be paid for elsewhere).
 	// It is asked only for peers that speak BEP 10; the engine re-asks
-	// every second.
+	// every second until the answer is yes, which it keeps for the
+	// connection.
 	MayRequest(p Peer) bool
 	// Charge is asked right before a block of n bytes is handed to p's
 	// writer: it records the block's value against p (so approvals cannot

@@ -575,6 +575,9 @@ func (t *Torrent) updateInterest(pc *peerConn) {
 		pc.send(wire.Message{ID: wire.Interested})
 		t.fillRequests(pc)
 	} else {
+		if t.pay != nil {
+			t.pay.NotInterested(pc)
+		}
 		pc.send(wire.Message{ID: wire.NotInterested})
 	}
 }

@@ -86,6 +86,11 @@ type Payments interface {
 	// every second until the answer is yes, which it keeps for the
 	// connection.
 	MayRequest(p Peer) bool
+	// NotInterested is called right before we tell p that we want
+	// nothing more from it, after which p, as an uploader, stops waiting
+	// for our payments: a plug-in that defers payments pays p now. The
+	// torrent's lock is held.
+	NotInterested(p Peer)
 	// Charge is asked right before a block of n bytes is handed to p's
 	// writer: it records the block's value against p (so approvals cannot
 	// outrun the credit window while blocks sit in the writer) and

@@ -407,9 +407,9 @@ func (t *Torrent) verifyPiece(job verifyJob) {
 	}
 	if ok && werr == nil && t.pay != nil {
 		// Paid for outside the torrent lock, so the payment work does not
-		// hold up every reader. A payment made at once still goes out
-		// before the HAVEs and "not interested" below; one the plug-in
-		// batches (see internal/paid) may follow them.
+		// hold up every reader. A payment made at once goes out before
+		// the HAVEs below; one the plug-in batches still goes before a
+		// "not interested" (Payments.NotInterested).
 		t.pay.Verified(job.piece, contributions(job.buf))
 	}
 	t.mu.Lock()

@@ -126,6 +126,18 @@ func (s *Session) MayRequest(p engine.Peer) bool {
 	return ps.plain || ps.authed
 }
 
+// NotInterested implements engine.Payments: what is due to the uploader
+// goes out now, not with a deferred batch (see payDelay), since after
+// "not interested" it no longer waits for our payments and may be gone
+// when the batch is sent.
+func (s *Session) NotInterested(p engine.Peer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ps := s.peers[p.ConnID()]; ps != nil && ps.authed && s.tab.Due(ps.account) > 0 {
+		s.payOut(ps.account)
+	}
+}
+
 // maxUndelivered bounds the channels open (or opening) to uploaders that
 // have not delivered a verified byte yet. Each is a first channel (about
 // 4 MiB worth) that only its payee can close before it expires.

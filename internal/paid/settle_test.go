@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/floodgate-p2p/floodgate/internal/engine"
 	"github.com/floodgate-p2p/floodgate/internal/ledger"
 	"github.com/floodgate-p2p/floodgate/internal/wire"
 )
@@ -196,4 +197,41 @@ func TestEarningsCountWhenTheCloseFails(t *testing.T) {
 		t.Fatalf("seeder balance %d %v, want %d", b, err, owed)
 	}
 	s.audit()
+}
+
+// Payments deferred for batching go out before the engine tells the
+// uploader that we want nothing more from it: after "not interested" it
+// stops waiting for them, and a finished uploader may be gone when the
+// batch would have been sent.
+func TestNotInterestedPaysWhatIsDeferred(t *testing.T) {
+	w := newFuzzWorld(t)
+	defer w.sess.Close()
+	w.sess.SetLeft(1 << 30)
+	pays := func() int {
+		w.sess.mu.Lock() // the session sends under its lock
+		defer w.sess.mu.Unlock()
+		n := 0
+		for _, b := range w.peer.sent {
+			if m, err := decodeMessage(b); err == nil && m.Type == typePay {
+				n++
+			}
+		}
+		return n
+	}
+	// The first piece opens a channel and is paid for at once.
+	w.sess.Verified(0, []engine.Contribution{{Peer: w.peer, Bytes: tPiece}})
+	eventually(t, 2*time.Second, "the first payment", func() bool { return pays() == 1 })
+	// A little more is deferred: less than a quarter of what was paid.
+	w.sess.Verified(1, []engine.Contribution{{Peer: w.peer, Bytes: tBlock / 2}})
+	if n := pays(); n != 1 {
+		t.Fatalf("%d payments right after a small piece, want it deferred", n)
+	}
+	w.sess.NotInterested(w.peer)
+	if n := pays(); n != 2 {
+		t.Fatalf("%d payments after NotInterested, want the deferred one sent at once", n)
+	}
+	time.Sleep(2 * payDelay)
+	if n := pays(); n != 2 {
+		t.Fatalf("%d payments once the batch timer fired, want no more", n)
+	}
 }

@@ -325,7 +325,7 @@ func TestAttackForgedVoucher(t *testing.T) {
 		}
 	}
 	seeder.sess.mu.Lock()
-	backing := seeder.sess.backing(atk.id, time.Now())
+	backing, _ := seeder.sess.backing(atk.id, time.Now())
 	seeder.sess.mu.Unlock()
 	if backing != 0 {
 		t.Fatalf("forged vouchers left %d units of backing", backing)

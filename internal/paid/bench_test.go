@@ -17,7 +17,7 @@ func BenchmarkServeBlock(b *testing.B) {
 	defer w.sess.Close()
 	// Room for every block of the run: a wide window and a channel whose
 	// steps are worth 1024 units each.
-	const unit, steps = 1024, 1 << 16
+	const unit, steps = 1024, 1 << 20
 	chain := hashchain.New([32]byte{5}, steps)
 	v, err := identity.SignVoucher(fuzzKey(1), identity.Voucher{Channel: "ch-bench", Payer: fuzzKey(3).AccountID(), Payee: fuzzKey(2).AccountID(),
 		Root: identity.Digest(chain.Root()), Length: steps, Unit: unit, Expiry: fuzzNow.Add(time.Hour)})

@@ -145,7 +145,7 @@ func (s *Session) serve(ps *peerState, n int, now time.Time) engine.Verdict {
 	// have not delivered yet, so identities that never upload lock little
 	// of its funds). After that, service needs channel value left beyond
 	// what it owes.
-	if s.hasChannel(ps.account) && s.backing(ps.account, now) <= 0 {
+	if b, shown := s.backing(ps.account, now); shown && b <= 0 {
 		return s.hold(ps, "no payment channel with value left")
 	}
 	switch s.book.MayServe(ps.account, int64(n), ps.class.PricePerMiB, now) {
@@ -164,19 +164,18 @@ func (s *Session) addIn(ch *inChannel) {
 	s.byPayer[ch.v.Payer] = append(s.byPayer[ch.v.Payer], ch)
 }
 
-// hasChannel reports whether the account ever showed us a channel.
-func (s *Session) hasChannel(account string) bool {
-	_, ok := s.byPayer[account]
-	return ok
-}
-
 // backing is what the account's channels can still pay us beyond what it
 // already owes: serving past it would be credit the broker does not cover.
-// It runs for every block served, so channels that can back nothing more
-// (spent, closed, near expiry) leave the account's list as they are met.
-func (s *Session) backing(account string, now time.Time) int64 {
+// shown is false for an account that never showed us a channel. It runs
+// for every block served, so channels that can back nothing more (spent,
+// closed, near expiry) leave the account's list as they are met, and the
+// list is written back only then.
+func (s *Session) backing(account string, now time.Time) (value int64, shown bool) {
+	chans, shown := s.byPayer[account]
+	if !shown {
+		return 0, false
+	}
 	var unspent int64
-	chans := s.byPayer[account]
 	live := chans[:0]
 	for _, ch := range chans {
 		if ch.closed || !ch.live(now) || ch.unspent() <= 0 {
@@ -185,9 +184,11 @@ func (s *Session) backing(account string, now time.Time) int64 {
 		unspent += ch.unspent()
 		live = append(live, ch)
 	}
-	clear(chans[len(live):])
-	s.byPayer[account] = live
-	return unspent - s.book.Unpaid(account)
+	if len(live) < len(chans) {
+		clear(chans[len(live):])
+		s.byPayer[account] = live
+	}
+	return unspent - s.book.Unpaid(account), true
 }
 
 func (s *Session) hold(ps *peerState, why string) engine.Verdict {

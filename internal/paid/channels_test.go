@@ -26,6 +26,22 @@ func allPieces(s *swarm) []byte {
 	return b
 }
 
+// liar connects to leech as acct, claims every piece, unchokes it and
+// waits until it asks for a block; it never sends one.
+func liar(t *testing.T, s *swarm, leech *peer, acct *account) *hostile {
+	t.Helper()
+	h := s.dial(leech.addr(), acct)
+	h.authenticate()
+	h.send(wire.NewBitfield(allPieces(s)))
+	h.send(wire.Message{ID: wire.Unchoke})
+	asked := false
+	h.onRequest = func(wire.Message) { asked = true }
+	if !h.pump(5*time.Second, func() bool { return asked }) {
+		t.Fatal("the downloader asks a peer that has everything for nothing")
+	}
+	return h
+}
+
 // A downloader opens a first channel as soon as it wants blocks from an
 // uploader, so the channel is there when the first piece verifies; but to
 // at most maxUndelivered uploaders that have delivered nothing yet:
@@ -37,16 +53,8 @@ func TestUndeliveredUploadersGetAtMostTwoChannels(t *testing.T) {
 	const liars = 4
 	var hs []*hostile
 	for range liars {
-		h := s.dial(leech.addr(), s.account(0))
+		h := liar(t, s, leech, s.account(0))
 		defer h.close()
-		h.authenticate()
-		h.send(wire.NewBitfield(allPieces(s)))
-		h.send(wire.Message{ID: wire.Unchoke})
-		asked := false
-		h.onRequest = func(wire.Message) { asked = true }
-		if !h.pump(5*time.Second, func() bool { return asked }) {
-			t.Fatal("the downloader asks a peer that has everything for nothing")
-		}
 		hs = append(hs, h)
 	}
 	shown := func() int {
@@ -94,16 +102,8 @@ func TestFailedOpenFreesItsUndeliveredPlace(t *testing.T) {
 		broker: func(b Broker) Broker { return openFailsFor{b, liars[0].id} }})
 	var hs []*hostile
 	for _, a := range liars {
-		h := s.dial(leech.addr(), a)
+		h := liar(t, s, leech, a)
 		defer h.close()
-		h.authenticate()
-		h.send(wire.NewBitfield(allPieces(s)))
-		h.send(wire.Message{ID: wire.Unchoke})
-		asked := false
-		h.onRequest = func(wire.Message) { asked = true }
-		if !h.pump(5*time.Second, func() bool { return asked }) {
-			t.Fatal("the downloader asks a peer that has everything for nothing")
-		}
 		hs = append(hs, h)
 		time.Sleep(50 * time.Millisecond) // the failed open returns meanwhile
 	}
@@ -127,16 +127,8 @@ func TestUndeliveredChannelsLockNoMoreThanThePurchase(t *testing.T) {
 	s := newSwarm(t, tSize)
 	leech := s.start(peerOpts{acct: s.account(1_000_000)})
 	for range 3 {
-		h := s.dial(leech.addr(), s.account(0))
+		h := liar(t, s, leech, s.account(0))
 		defer h.close()
-		h.authenticate()
-		h.send(wire.NewBitfield(allPieces(s)))
-		h.send(wire.Message{ID: wire.Unchoke})
-		asked := false
-		h.onRequest = func(wire.Message) { asked = true }
-		if !h.pump(5*time.Second, func() bool { return asked }) {
-			t.Fatal("the downloader asks a peer that has everything for nothing")
-		}
 	}
 	time.Sleep(200 * time.Millisecond)
 	price := valueOf(tSize)

@@ -323,11 +323,16 @@ func (s *Session) settleChannels(ctx context.Context, closeAll bool) {
 		if res.Err != nil {
 			s.log.Warn("redeem", "channel", r.Channel, "err", res.Err)
 		}
-		// What was paid counts even when a later step (the close) failed:
-		// the broker does not pay a repeat.
+		// Earnings are counted from how far the broker says the channel
+		// is redeemed, not from what this call paid: a redemption whose
+		// answer was lost (or that a crash kept us from recording) is paid
+		// once, and its repeat pays nothing, but both leave the channel at
+		// the same index. Only we redeem our channels, one call at a
+		// time, so the advance is ours. It counts even when a later step
+		// (the close) failed.
 		if at := min(res.Redeemed, r.Index); at > ch.redeemedIndex {
+			s.earned += (at - ch.redeemedIndex) * ch.v.Unit
 			ch.redeemedIndex = at
-			s.earned += res.Paid
 			s.dirty = true
 		}
 		if res.Closed {

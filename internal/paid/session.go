@@ -42,11 +42,12 @@ type Redemption struct {
 	Close    bool
 }
 
-// RedemptionResult is what became of one Redemption: what it paid and the
-// channel's redeemed index afterwards, whether the channel is now closed,
-// and what went wrong (Err). A channel whose redemption failed is never
-// closed; one whose redemption succeeded and whose close failed carries
-// both the payment and the error.
+// RedemptionResult is what became of one Redemption: what this call paid
+// and the channel's redeemed index afterwards (the session counts its
+// earnings from the index, which a lost answer cannot hide), whether the
+// channel is now closed, and what went wrong (Err). A channel whose
+// redemption failed is never closed; one whose redemption succeeded and
+// whose close failed carries both the payment and the error.
 type RedemptionResult struct {
 	Paid     int64
 	Redeemed int64

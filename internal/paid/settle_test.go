@@ -235,3 +235,50 @@ func TestNotInterestedPaysWhatIsDeferred(t *testing.T) {
 		t.Fatalf("%d payments once the batch timer fired, want no more", n)
 	}
 }
+
+// lostAnswerBroker redeems as asked but loses the answer to the first
+// call that redeems anything, as a connection cut after the broker
+// committed would.
+type lostAnswerBroker struct {
+	Broker
+	lost atomic.Bool
+}
+
+func (b *lostAnswerBroker) Redeem(ctx context.Context, rs []Redemption) ([]RedemptionResult, error) {
+	res, err := b.Broker.Redeem(ctx, rs)
+	for _, r := range rs {
+		if r.Index > 0 && b.lost.CompareAndSwap(false, true) {
+			return nil, errors.New("connection reset after the broker committed")
+		}
+	}
+	return res, err
+}
+
+// A redemption whose answer is lost is paid all the same, and its repeat
+// pays nothing: the uploader's earnings must still show it.
+func TestEarningsCountWhenARedemptionAnswerIsLost(t *testing.T) {
+	s := newSwarm(t, tSize)
+	lab := &lostAnswerBroker{}
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0), redeemEvery: 50 * time.Millisecond,
+		broker: func(b Broker) Broker { lab.Broker = b; return lab }})
+	buyer := s.account(10_000)
+	h := s.dial(seeder.addr(), buyer)
+	h.authenticate()
+	c := openChannel(t, buyer, seeder.acct.id, chanLen, time.Now().Add(time.Hour))
+	h.sendFG(message{Type: typeChannel, Voucher: c.vb})
+	h.request(0, 8)
+	h.drain(300 * time.Millisecond)
+	owed := valueOf(h.got)
+	h.payUnits(c, owed)
+	h.drain(100 * time.Millisecond)
+	eventually(t, 2*time.Second, "a lost redemption answer", lab.lost.Load)
+	h.close()
+	seeder.close()
+	if st := seeder.sess.Stats(); st.Earned != owed || st.Pending != 0 {
+		t.Fatalf("seeder stats %+v after a lost answer, want %d earned and nothing pending", st, owed)
+	}
+	if b, err := s.prov.Ledger().Balance(context.Background(), ledger.AccountID(seeder.acct.id)); err != nil || b != owed {
+		t.Fatalf("seeder balance %d %v, want %d", b, err, owed)
+	}
+	s.audit()
+}

@@ -255,10 +255,16 @@ func (s *Session) redeemLoop() {
 		case <-s.ctx.Done():
 			return
 		case <-tick.C:
+			// Save what was received and cut off non-payers before the
+			// broker round trip, which a slow broker can stretch to its
+			// timeout: a crash meanwhile must not lose the payments.
+			s.cutOffOverdue()
+			if err := s.persist(); err != nil {
+				s.log.Error("persist payment state", "err", err)
+			}
 			ctx, cancel := s.redeemContext()
 			s.redeemAll(ctx)
 			cancel()
-			s.cutOffOverdue()
 			if err := s.persist(); err != nil {
 				s.log.Error("persist payment state", "err", err)
 			}

@@ -117,7 +117,7 @@ func (t *Torrent) uploadLoop() {
 			// Over its credit now: requeue; ready() holds the peer
 			// until it pays and Wake is called.
 			t.mu.Lock()
-			_ = t.sched.Enqueue(id, r)
+			_ = t.sched.Return(id, r)
 			t.mu.Unlock()
 			continue
 		}

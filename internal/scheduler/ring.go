@@ -26,6 +26,15 @@ func (r *ring) push(x Request) {
 	r.n++
 }
 
+// pushFront queues x ahead of everything else.
+func (r *ring) pushFront(x Request) {
+	r.push(x) // grows the buffer if needed
+	for i := r.n - 1; i > 0; i-- {
+		r.buf[r.at(i)] = r.buf[r.at(i-1)]
+	}
+	r.buf[r.head] = x
+}
+
 func (r *ring) pop() Request {
 	x := r.buf[r.head]
 	r.head = r.at(1)

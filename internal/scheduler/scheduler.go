@@ -321,6 +321,26 @@ func (s *Scheduler) Enqueue(id PeerID, r Request) error {
 	return nil
 }
 
+// Return puts back a request Next handed out and the caller could not send
+// after all (the peer may not have it yet): at the head of the peer's
+// queue, so its requests still go out in the order they came (pieces are
+// completed, and paid for, in order). It is not a new request: the queue
+// cap does not apply, and a copy already queued is left as it is.
+func (s *Scheduler) Return(id PeerID, r Request) error {
+	p := s.peers[id]
+	if p == nil {
+		return fmt.Errorf("%w: %d", ErrUnknownPeer, id)
+	}
+	if p.q.contains(r) {
+		return nil
+	}
+	p.q.pushFront(r)
+	if p.q.len() == 1 {
+		s.activate(p)
+	}
+	return nil
+}
+
 // Cancel removes a queued request (a BEP 3 cancel) and reports whether it
 // was queued.
 func (s *Scheduler) Cancel(id PeerID, r Request) bool {

@@ -450,3 +450,71 @@ func TestParking(t *testing.T) {
 		t.Errorf("removed peer still parked")
 	}
 }
+
+// A request handed back (the caller could not send it after all) is the
+// peer's next one again, ahead of those that came after it.
+func TestReturnKeepsTheOrder(t *testing.T) {
+	s := mustNew(t, Config{Capacity: MiB, MaxQueuePerPeer: 4})
+	_ = s.SetPeer(1, Terms{Weight: 1})
+	for i := range 4 {
+		if err := s.Enqueue(1, Request{Piece: 9, Begin: uint32(i) * 16 * KiB, Length: 16 * KiB}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, first, ok := s.Next(t0, always)
+	if !ok || first.Begin != 0 {
+		t.Fatalf("first: %+v %v", first, ok)
+	}
+	if err := s.Enqueue(1, Request{Piece: 10, Length: 16 * KiB}); err != nil {
+		t.Fatal(err)
+	}
+	// Back at the head even with the queue at its cap again.
+	if err := s.Return(1, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Return(1, first); err != nil { // a copy is already queued
+		t.Fatal(err)
+	}
+	want := []Request{first}
+	for i := 1; i < 4; i++ {
+		want = append(want, Request{Piece: 9, Begin: uint32(i) * 16 * KiB, Length: 16 * KiB})
+	}
+	want = append(want, Request{Piece: 10, Length: 16 * KiB})
+	for i, w := range want {
+		_, r, ok := s.Next(t0, always)
+		if !ok || r != w {
+			t.Fatalf("request %d: got %+v %v, want %+v", i, r, ok, w)
+		}
+	}
+	if _, _, ok := s.Next(t0, always); ok {
+		t.Fatal("a returned request was queued twice")
+	}
+	if err := s.Return(99, first); !errors.Is(err, ErrUnknownPeer) {
+		t.Fatalf("Return for an unknown peer: %v", err)
+	}
+}
+
+// The ring keeps its order when a request is put in front of a full,
+// wrapped buffer.
+func TestRingPushFront(t *testing.T) {
+	var r ring
+	for i := range 8 {
+		r.push(Request{Piece: uint32(i)})
+	}
+	for range 3 {
+		r.pop()
+	}
+	for i := 8; i < 11; i++ {
+		r.push(Request{Piece: uint32(i)}) // wraps around
+	}
+	r.pushFront(Request{Piece: 99}) // grows
+	want := []uint32{99, 3, 4, 5, 6, 7, 8, 9, 10}
+	if r.len() != len(want) {
+		t.Fatalf("len %d, want %d", r.len(), len(want))
+	}
+	for i, w := range want {
+		if got := r.pop(); got.Piece != w {
+			t.Fatalf("pop %d: piece %d, want %d", i, got.Piece, w)
+		}
+	}
+}

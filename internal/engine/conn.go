@@ -84,11 +84,14 @@ type peerConn struct {
 	lastSentNano atomic.Int64
 
 	// Writer state.
-	wmu        sync.Mutex
-	queue      []wire.Message
-	uploads    []picker.Block
-	inWriter   atomic.Int32 // upload blocks handed to the writer, not yet sent
-	interested atomic.Bool  // mirrors peerInterested for Peer.Interested
+	wmu      sync.Mutex
+	queue    []wire.Message
+	uploads  []picker.Block
+	inWriter atomic.Int32 // upload blocks handed to the writer, not yet sent
+	// payHeld: the payment plug-in refused the last Charge. Only the
+	// upload loop sets it and reads it; Wake clears it.
+	payHeld    atomic.Bool
+	interested atomic.Bool // mirrors peerInterested for Peer.Interested
 	wake       chan struct{}
 	closing    chan struct{}
 }

@@ -75,8 +75,9 @@ type Payments interface {
 	// Message handles one Floodgate extension message from p. An error
 	// closes the connection.
 	Message(p Peer, payload []byte) error
-	// Serve is asked before a block of n bytes is queued for p and again
-	// before it is sent.
+	// Serve is asked when p requests a block of n bytes: Refuse rejects
+	// the request, Hold queues it. Whether a queued block is sent is
+	// Charge's to say.
 	Serve(p Peer, n int) Verdict
 	// MayRequest says whether we may ask p for blocks now: a paid uploader
 	// serves only buyers whose payment channel it has seen, and blocks
@@ -145,7 +146,10 @@ func (pc *peerConn) SendExtension(payload []byte) bool {
 func (pc *peerConn) Close() { pc.nc.Close() }
 
 // Wake implements Peer.
-func (pc *peerConn) Wake() { pc.t.writerFreed(pc) }
+func (pc *peerConn) Wake() {
+	pc.payHeld.Store(false)
+	pc.t.writerFreed(pc)
+}
 
 // Interested implements Peer.
 func (pc *peerConn) Interested() bool { return pc.interested.Load() }

@@ -62,10 +62,12 @@ type payeeState struct {
 // one (perf stat); at one per four megabytes, about 100 reads. With four
 // leechers trading, each uploader sends a few dozen megabytes a second to
 // each downloader, so a 10 ms delay still meant a payment per half
-// megabyte (212 per download); 50 ms cut that to 148. What is due is sent
-// once payDelay after the first
-// unpaid piece, or at once when it reaches payBatchBytes' worth or a
-// quarter of what we ever paid that uploader, whichever is less. The
+// megabyte (212 per download); 50 ms cut that to 148.
+//
+// What is due is sent once payDelay after the first unpaid piece, or at
+// once when it reaches payBatchBytes' worth or a quarter of what we ever
+// paid that uploader, whichever is less, and always right before we say
+// "not interested" (NotInterested) or when the download completes. The
 // quarter keeps the deferred value well inside the uploader's credit
 // window (twice what was paid, see internal/credit), so early payments,
 // while the window is small, still go out piece by piece; the full window

@@ -112,20 +112,7 @@ func TestCloseSettlesEveryChannelInOneCall(t *testing.T) {
 		buyers []*account
 	)
 	for i := range 3 {
-		buyer := s.account(funds)
-		h := s.dial(seeder.addr(), buyer)
-		h.authenticate()
-		c := openChannel(t, buyer, seeder.acct.id, chanLen, time.Now().Add(time.Hour))
-		h.sendFG(message{Type: typeChannel, Voucher: c.vb})
-		h.request(i*8, 8)
-		h.drain(300 * time.Millisecond)
-		owed := valueOf(h.got)
-		if owed == 0 {
-			t.Fatalf("buyer %d was served nothing", i)
-		}
-		h.payUnits(c, owed)
-		h.drain(100 * time.Millisecond)
-		h.close()
+		buyer, c, owed := buyAndPay(t, s, seeder, funds, i*8)
 		chans, earned, buyers = append(chans, c), earned+owed, append(buyers, buyer)
 	}
 	seeder.close()
@@ -143,13 +130,42 @@ func TestCloseSettlesEveryChannelInOneCall(t *testing.T) {
 			t.Fatalf("buyer %d balance %d %v, want %d (the rest refunded)", i, b, err, funds-c.used)
 		}
 	}
-	if b, err := led.Balance(ctx, ledger.AccountID(seeder.acct.id)); err != nil || b != earned {
-		t.Fatalf("seeder balance %d %v, want %d", b, err, earned)
+	wantEarned(t, s, seeder, earned)
+	s.audit()
+}
+
+// buyAndPay has a new buyer holding funds take 8 blocks, from block from
+// on, from the seeder over a channel of its own, pay exactly what they are
+// worth and hang up. It returns the buyer, its channel and what it paid.
+func buyAndPay(t *testing.T, s *swarm, seeder *peer, funds int64, from int) (*account, *channel, int64) {
+	t.Helper()
+	buyer := s.account(funds)
+	h := s.dial(seeder.addr(), buyer)
+	defer h.close()
+	h.authenticate()
+	c := openChannel(t, buyer, seeder.acct.id, chanLen, time.Now().Add(time.Hour))
+	h.sendFG(message{Type: typeChannel, Voucher: c.vb})
+	h.request(from, 8)
+	h.drain(300 * time.Millisecond)
+	owed := valueOf(h.got)
+	if owed == 0 {
+		t.Fatalf("buyer of blocks %d.. was served nothing", from)
 	}
+	h.payUnits(c, owed)
+	h.drain(100 * time.Millisecond)
+	return buyer, c, owed
+}
+
+// wantEarned checks that the seeder's session and the ledger both show
+// earned, with nothing left pending.
+func wantEarned(t *testing.T, s *swarm, seeder *peer, earned int64) {
+	t.Helper()
 	if st := seeder.sess.Stats(); st.Earned != earned || st.Pending != 0 {
 		t.Fatalf("seeder stats %+v, want %d earned and nothing pending", st, earned)
 	}
-	s.audit()
+	if b, err := s.prov.Ledger().Balance(context.Background(), ledger.AccountID(seeder.acct.id)); err != nil || b != earned {
+		t.Fatalf("seeder balance %d %v, want %d", b, err, earned)
+	}
 }
 
 // closeFailsBroker redeems as asked but fails every close, as a broker
@@ -178,24 +194,9 @@ func TestEarningsCountWhenTheCloseFails(t *testing.T) {
 	s := newSwarm(t, tSize)
 	seeder := s.start(peerOpts{seed: true, acct: s.account(0), redeemEvery: time.Hour,
 		broker: func(b Broker) Broker { return closeFailsBroker{b} }})
-	buyer := s.account(10_000)
-	h := s.dial(seeder.addr(), buyer)
-	h.authenticate()
-	c := openChannel(t, buyer, seeder.acct.id, chanLen, time.Now().Add(time.Hour))
-	h.sendFG(message{Type: typeChannel, Voucher: c.vb})
-	h.request(0, 8)
-	h.drain(300 * time.Millisecond)
-	owed := valueOf(h.got)
-	h.payUnits(c, owed)
-	h.drain(100 * time.Millisecond)
-	h.close()
+	_, _, owed := buyAndPay(t, s, seeder, 10_000, 0)
 	seeder.close()
-	if st := seeder.sess.Stats(); st.Earned != owed || st.Pending != 0 {
-		t.Fatalf("seeder stats %+v after a failed close, want %d earned and nothing pending", st, owed)
-	}
-	if b, err := s.prov.Ledger().Balance(context.Background(), ledger.AccountID(seeder.acct.id)); err != nil || b != owed {
-		t.Fatalf("seeder balance %d %v, want %d", b, err, owed)
-	}
+	wantEarned(t, s, seeder, owed)
 	s.audit()
 }
 
@@ -261,24 +262,9 @@ func TestEarningsCountWhenARedemptionAnswerIsLost(t *testing.T) {
 	lab := &lostAnswerBroker{}
 	seeder := s.start(peerOpts{seed: true, acct: s.account(0), redeemEvery: 50 * time.Millisecond,
 		broker: func(b Broker) Broker { lab.Broker = b; return lab }})
-	buyer := s.account(10_000)
-	h := s.dial(seeder.addr(), buyer)
-	h.authenticate()
-	c := openChannel(t, buyer, seeder.acct.id, chanLen, time.Now().Add(time.Hour))
-	h.sendFG(message{Type: typeChannel, Voucher: c.vb})
-	h.request(0, 8)
-	h.drain(300 * time.Millisecond)
-	owed := valueOf(h.got)
-	h.payUnits(c, owed)
-	h.drain(100 * time.Millisecond)
+	_, _, owed := buyAndPay(t, s, seeder, 10_000, 0)
 	eventually(t, 2*time.Second, "a lost redemption answer", lab.lost.Load)
-	h.close()
 	seeder.close()
-	if st := seeder.sess.Stats(); st.Earned != owed || st.Pending != 0 {
-		t.Fatalf("seeder stats %+v after a lost answer, want %d earned and nothing pending", st, owed)
-	}
-	if b, err := s.prov.Ledger().Balance(context.Background(), ledger.AccountID(seeder.acct.id)); err != nil || b != owed {
-		t.Fatalf("seeder balance %d %v, want %d", b, err, owed)
-	}
+	wantEarned(t, s, seeder, owed)
 	s.audit()
 }

@@ -347,7 +347,10 @@ func (s *Session) ensureChannel(account string) {
 	// worth: a third fewer broker round trips than doubling to 32 MiB).
 	value = min(value, max(minChannelValue, po.grant))
 	if po.shrink > 0 {
-		value = max(minChannelValue, value>>po.shrink)
+		// Short of funds (the rest is locked in other channels): below
+		// the usual smallest channel, down to what is due, so what we
+		// owe this uploader can still be paid.
+		value = max(value>>po.shrink, 1)
 	}
 	value = max(value, due)
 	if forHeadroom || undelivered {
@@ -428,8 +431,9 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 		po.undelivered = false
 		s.undelivered--
 	}
-	if errors.Is(err, ErrInsufficientFunds) && length > minChannelValue {
-		// Other channels hold the rest of the balance: try half as much.
+	if errors.Is(err, ErrInsufficientFunds) && length > max(s.tab.Due(account), 1) {
+		// Other channels hold the rest of the balance: try half as much,
+		// down to what is due.
 		s.locked -= length
 		po.shrink++
 		s.payErr = fmt.Errorf("paid: open channel to %s: %w", account, err)

@@ -12,6 +12,7 @@ import (
 	"github.com/floodgate-p2p/floodgate/internal/broker"
 	"github.com/floodgate-p2p/floodgate/internal/identity"
 	"github.com/floodgate-p2p/floodgate/internal/node"
+	"github.com/floodgate-p2p/floodgate/internal/paid"
 	"github.com/floodgate-p2p/floodgate/internal/storage"
 	"github.com/floodgate-p2p/floodgate/internal/units"
 )
@@ -20,12 +21,41 @@ import (
 // peers it served can verify their pieces and pay.
 const settleTime = 5 * time.Second
 
-// A finished paid download stops waiting for a peer's payments once they
-// did not grow for settleStill polls settlePoll apart.
+// A finished paid download stops waiting for its peers' payments once what
+// they owe did not shrink for settleStall. It re-reads what they owe on
+// every sign of change from the session, and at least every settlePoll.
 const (
+	settleStall = 300 * time.Millisecond
 	settlePoll  = 20 * time.Millisecond
-	settleStill = 15
 )
+
+// waitForPayments keeps a finished paid download serving while the peers
+// it served still owe it and keep paying: pay after verify means they owe
+// for our blocks of pieces they have not finished. It returns once nothing
+// is owed, or the debts stopped shrinking (a stalled peer, or one that
+// keeps what it owes), or settleTime passed, or ctx ended. show is called
+// on every change.
+func waitForPayments(ctx context.Context, p *paid.Session, show func()) {
+	deadline := time.NewTimer(settleTime)
+	defer deadline.Stop()
+	poll := time.NewTicker(settlePoll)
+	defer poll.Stop()
+	last, shrank := p.Awaited(), time.Now()
+	for last > 0 && time.Since(shrank) < settleStall {
+		select {
+		case <-p.AwaitedChanged():
+		case <-poll.C:
+		case <-deadline.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+		if now := p.Awaited(); now < last {
+			last, shrank = now, time.Now()
+			show()
+		}
+	}
+}
 
 // paidQuote is what a paid download shows before it starts: its price
 // and the buyer's balance.
@@ -222,19 +252,7 @@ verified on disk. On a terminal it shows a live progress line.`,
 						// serving a moment so they can finish and pay,
 						// but not for a peer whose debt stopped shrinking
 						// (it stalled, or keeps what it owes).
-						settle := time.Now().Add(settleTime)
-						last, still := p.Awaited(), 0
-						for last > 0 && still < settleStill && time.Now().Before(settle) && cmd.Context().Err() == nil {
-							time.Sleep(settlePoll)
-							now := p.Awaited()
-							if now < last {
-								still = 0
-							} else {
-								still++
-							}
-							last = now
-							bar.show(t.Stats())
-						}
+						waitForPayments(cmd.Context(), p, func() { bar.show(t.Stats()) })
 					}
 					bar.done()
 					if err := n.Close(); err != nil {

@@ -313,6 +313,9 @@ func (pc *peerConn) handle(m wire.Message) error {
 		pc.interested.Store(false)
 		t.sched.RemovePeer(scheduler.PeerID(pc.id))
 		_ = t.sched.SetPeer(scheduler.PeerID(pc.id), scheduler.Terms{})
+		if t.pay != nil {
+			t.pay.LostInterest(pc)
+		}
 	case wire.Have:
 		if int(m.Index) >= n {
 			return peerErr("have(%d) beyond %d pieces", m.Index, n)

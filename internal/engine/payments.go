@@ -92,6 +92,10 @@ type Payments interface {
 	// for our payments: a plug-in that defers payments pays p now. The
 	// torrent's lock is held.
 	NotInterested(p Peer)
+	// LostInterest reports that p told us it wants nothing more from us
+	// (it finished, or we have nothing it lacks), so it will send no more
+	// payments it does not already owe. The torrent's lock is held.
+	LostInterest(p Peer)
 	// Charge is asked right before a block of n bytes is handed to p's
 	// writer: it records the block's value against p (so approvals cannot
 	// outrun the credit window while blocks sit in the writer) and

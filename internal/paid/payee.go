@@ -97,8 +97,13 @@ func (s *Session) onPay(ps *peerState, m message) error {
 		ps.held = true // refused, not held: wake it all the same
 	}
 	s.wakeHeld(ps.account)
+	s.signalAwaited()
 	return nil
 }
+
+// LostInterest implements engine.Payments: a peer that wants nothing more
+// from us no longer counts in Awaited.
+func (s *Session) LostInterest(p engine.Peer) { s.signalAwaited() }
 
 // onFailed writes off bytes of ours in a piece the downloader could not
 // verify, if the account still has resends left (credit.Config.MaxResends):

@@ -154,6 +154,10 @@ type Session struct {
 	refused   map[string]string // accounts cut off, with the reason
 	dirty     bool
 	closeOnce sync.Once
+
+	// awaitedChanged holds one pending signal that Awaited may have
+	// shrunk (see AwaitedChanged).
+	awaitedChanged chan struct{}
 }
 
 // peerState is what we know of one connection.
@@ -251,6 +255,8 @@ func NewSession(cfg Config) (*Session, error) {
 		banned:   make(map[string]string),
 		refused:  make(map[string]string),
 		left:     cfg.Torrent.Info.TotalLength(),
+
+		awaitedChanged: make(chan struct{}, 1),
 	}
 	book, err := s.restore()
 	if err != nil {
@@ -326,6 +332,20 @@ func (s *Session) Awaited() int64 {
 		awaited += s.book.Status(ps.account).Unpaid
 	}
 	return awaited
+}
+
+// AwaitedChanged receives when what Awaited reports may have shrunk: a
+// payment arrived, a peer said it wants nothing more from us, or a
+// connection ended. Signals do not queue up beyond one, so a finished
+// download waiting for its peers to pay re-reads Awaited on each.
+func (s *Session) AwaitedChanged() <-chan struct{} { return s.awaitedChanged }
+
+// signalAwaited wakes whoever waits on AwaitedChanged, without blocking.
+func (s *Session) signalAwaited() {
+	select {
+	case s.awaitedChanged <- struct{}{}:
+	default:
+	}
 }
 
 // HandshakeFields implements engine.Payments: our certificate, a fresh
@@ -512,6 +532,7 @@ func (s *Session) Closed(p engine.Peer) {
 	if ps := s.peers[p.ConnID()]; ps != nil && !ps.authed {
 		delete(s.peers, p.ConnID())
 	}
+	s.signalAwaited()
 }
 
 // connFor returns a live authenticated connection of account, or nil.

@@ -36,12 +36,41 @@ func TestAwaitedCountsOnlyPeersStillDownloading(t *testing.T) {
 	if got := seeder.sess.Awaited(); got != owed {
 		t.Fatalf("Awaited = %d while a downloading peer owes %d units", got, owed)
 	}
+	// A finished download waits on AwaitedChanged instead of polling:
+	// each change must be signalled, and be visible when it is.
+	changed := seeder.sess.AwaitedChanged()
+	drainSignal(changed)
+	h.payUnits(c, 1)
+	awaitSignal(t, changed, "a payment")
+	if got := seeder.sess.Awaited(); got != owed-1 {
+		t.Fatalf("Awaited = %d after a payment of 1 unit, want %d", got, owed-1)
+	}
 	// It wants nothing more: whatever it still owes will not come.
+	drainSignal(changed)
 	h.send(wire.Message{ID: wire.NotInterested})
-	eventually(t, 2*time.Second, "a finished peer's debt no longer awaited", func() bool {
-		return seeder.sess.Awaited() == 0
-	})
+	awaitSignal(t, changed, `"not interested"`)
+	if got := seeder.sess.Awaited(); got != 0 {
+		t.Fatalf("Awaited = %d once the only peer is not interested", got)
+	}
 	s.audit()
+}
+
+// drainSignal discards a pending signal.
+func drainSignal(c <-chan struct{}) {
+	select {
+	case <-c:
+	default:
+	}
+}
+
+// awaitSignal fails t unless c receives soon after what.
+func awaitSignal(t *testing.T, c <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-c:
+	case <-time.After(2 * time.Second):
+		t.Fatalf("no AwaitedChanged signal after %s", what)
+	}
 }
 
 // An uploader may count a little more as owed than the buyer will ever

@@ -207,6 +207,69 @@ func TestLeecherBansCorruptSeederAndFinishesFromHonestOne(t *testing.T) {
 	sameFile(t, f.content, out)
 }
 
+// A peer that accepts requests and never answers sits on the blocks it
+// was asked for. The end game must fetch them elsewhere, one copy at a
+// time, long before the snub timeout would give up on that peer.
+func TestEndGameFetchesBlocksAStalledPeerSitsOn(t *testing.T) {
+	f := newFixture(t, 1<<20, 64<<10)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	asked := make(chan int, 1)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		hs, err := wire.ReadHandshake(nc)
+		if err != nil {
+			return
+		}
+		var pid [20]byte
+		copy(pid[:], "-XX0001-staller-xxxx")
+		wire.WriteHandshake(nc, wire.NewHandshake(hs.InfoHash, pid))
+		w := bufio.NewWriter(nc)
+		enc := func(m wire.Message) { b, _ := m.AppendBinary(nil); w.Write(b); w.Flush() }
+		enc(wire.Message{ID: wire.HaveAll})
+		enc(wire.Message{ID: wire.Unchoke})
+		r := wire.NewReader(nc, wire.Limits{})
+		requests := 0
+		for {
+			m, err := r.ReadMessage()
+			if err != nil {
+				asked <- requests
+				return
+			}
+			if m.ID == wire.Request {
+				requests++
+			}
+		}
+	}()
+	out := filepath.Join(f.dir, "dl", "content.bin")
+	_, leech := f.startPeer(t, Config{}, out, false)
+	leech.AddPeers(netip.MustParseAddrPort(ln.Addr().String()))
+	time.Sleep(300 * time.Millisecond) // the staller takes its first requests
+	seedC, _ := f.startPeer(t, Config{}, f.content, true)
+	leech.AddPeers(seedC.Addr())
+	waitDone(t, leech, snubTimeout/2)
+	sameFile(t, f.content, out)
+	if w := leech.Stats().Wasted; w != 0 {
+		t.Errorf("wasted %d bytes, though only one peer ever sent data", w)
+	}
+	leech.Close()
+	select {
+	case n := <-asked:
+		if n == 0 {
+			t.Fatal("the staller was asked for nothing: the end game was not exercised")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the leecher kept its connection to the staller after closing")
+	}
+}
+
 func TestLeecherSurvivesPeerThatHangsUpMidMessage(t *testing.T) {
 	f := newFixture(t, 256<<10, 16<<10)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

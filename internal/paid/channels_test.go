@@ -3,12 +3,9 @@ package paid
 import (
 	"context"
 	"errors"
-	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/floodgate-p2p/floodgate/internal/credit"
 	"github.com/floodgate-p2p/floodgate/internal/identity"
 
 	"github.com/floodgate-p2p/floodgate/internal/wire"
@@ -139,56 +136,5 @@ func TestUndeliveredChannelsLockNoMoreThanThePurchase(t *testing.T) {
 		t.Fatalf("%d units locked for uploaders that delivered nothing, want some but at most the price %d", st.Locked, price)
 	}
 	leech.close()
-	s.audit()
-}
-
-// opensRecorded records the value of every channel opened.
-type opensRecorded struct {
-	Broker
-	mu     sync.Mutex
-	values []int64
-}
-
-func (b *opensRecorded) Open(ctx context.Context, idemKey, payee string, root identity.Digest, length, unit int64, expiry time.Time) (identity.Voucher, error) {
-	v, err := b.Broker.Open(ctx, idemKey, payee, root, length, unit, expiry)
-	if err == nil {
-		b.mu.Lock()
-		b.values = append(b.values, length*unit)
-		b.mu.Unlock()
-	}
-	return v, err
-}
-
-// An uploader that delivered gets a full-size channel next (at most half
-// of what is left to buy), not one grown step by step: the refill
-// headroom opens the next channel as soon as it delivered, so the steps
-// between cost broker round trips and nothing else.
-func TestAnUploaderThatDeliveredGetsAFullChannelNext(t *testing.T) {
-	const size = 48 << 20
-	s := newSwarm(t, size)
-	// Windows as large as a real uploader's, so the test does not crawl.
-	wide := credit.Config{InitialWindow: valueOf(8 << 20), MaxWindow: valueOf(32 << 20),
-		MaxExposure: valueOf(64 << 20), MaxFreshExposure: valueOf(16 << 20), GraceBytes: tBlock, MaxResends: 3}
-	seeder := s.start(peerOpts{seed: true, acct: s.account(0), credit: wide})
-	rec := &opensRecorded{}
-	leech := s.start(peerOpts{acct: s.account(10 * valueOf(size)), peers: []netip.AddrPort{seeder.addr()},
-		broker: func(b Broker) Broker { rec.Broker = b; return rec }})
-	leech.waitDone(60 * time.Second)
-	leech.close()
-	seeder.close()
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	first := valueOf(firstChannelBytes)
-	if len(rec.values) < 2 || rec.values[0] != first {
-		t.Fatalf("channels opened %v, want a first one of %d and more", rec.values, first)
-	}
-	// Growing fourfold, the second would be 4 × first; half of what was
-	// left to buy then (over 22 MiB of 48) is more.
-	if rec.values[1] <= 4*first {
-		t.Fatalf("second channel %d units after a first of %d: grown step by step", rec.values[1], first)
-	}
-	if len(rec.values) > 4 {
-		t.Fatalf("%d channels opened to one uploader for %d MiB: %v", len(rec.values), size>>20, rec.values)
-	}
 	s.audit()
 }

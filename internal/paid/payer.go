@@ -44,6 +44,7 @@ type payeeState struct {
 	failed  int       // consecutive failures to open a channel
 	retryAt time.Time // no new attempt before this
 	shrink  uint      // halvings of the channel value after "insufficient funds"
+	grant   int64     // size of the next channel before other limits
 	// payQueued: a deferred payment (see payVerified) is scheduled.
 	payQueued bool
 	// wanted: we asked for blocks from this uploader (see MayRequest).
@@ -76,8 +77,7 @@ const (
 	payBatchBytes = 4 << 20
 )
 
-// firstChannelBytes is what the first channel to a new uploader buys;
-// the ones after it, opened once it delivered, are Config.ChannelValue.
+// firstChannelBytes is what the first channel to a new uploader buys.
 const firstChannelBytes = 4 << 20
 
 // minChannelValue is the smallest channel worth a broker round trip.
@@ -89,13 +89,13 @@ const minChannelValue = 16
 // them, so its view of what the channel still backs runs ahead of ours by
 // everything in flight (socket buffers, pieces not yet verified), and on
 // a fast link that plus a broker round trip is more than half a channel.
-// Small channels (the first one to an uploader) are refilled while
-// refillHeadroomBytes' worth is left, once the uploader delivered, since a
-// quarter of them is less than what is in flight during a broker round
-// trip: up to a full request pipeline (1024 blocks, 16 MiB), the pieces
-// waiting for their hash check and a deferred payment batch. With 8 MiB
-// of headroom uploaders held a 1 -> 4 benchmark's downloaders 25 times per
-// run for want of channel value; with 24 MiB, twice.
+// Small channels (the first ones to an uploader we have paid) are
+// refilled while refillHeadroomBytes' worth is left, since a quarter of
+// them is less than what is in flight during a broker round trip: up to
+// a full request pipeline (1024 blocks, 16 MiB), the pieces waiting for
+// their hash check and a deferred payment batch. With 8 MiB of headroom
+// uploaders held a 1 -> 4 benchmark's downloaders 25 times per run for
+// want of channel value; with 24 MiB, twice.
 const (
 	refillNum           = 3 // refill when remaining < refillNum/refillDen of the value
 	refillDen           = 4
@@ -341,15 +341,11 @@ func (s *Session) ensureChannel(account string) {
 	if leftErr == nil && !s.complete {
 		value = min(value, max(leftValue/2+1, minChannelValue))
 	}
-	// Start small with an uploader we have not paid yet: an identity that
-	// never delivers ties up little. One that delivered gets full-size
-	// channels at once: the headroom above opens its next channel as soon
-	// as it delivered anything, so growing step by step (4, 16, then
-	// 64 MiB) only cost two broker round trips within a few milliseconds.
-	if undelivered {
-		first, _ := terms.PriceFor(firstChannelBytes, price)
-		value = min(value, max(minChannelValue, first))
-	}
+	// Start small with an uploader we have not paid yet and grow fourfold
+	// with each channel: an identity that never delivers ties up little,
+	// a good uploader soon gets full-size channels (4, 16, then 64 MiB
+	// worth: a third fewer broker round trips than doubling to 32 MiB).
+	value = min(value, max(minChannelValue, po.grant))
 	if po.shrink > 0 {
 		// Short of funds (the rest is locked in other channels): below
 		// the usual smallest channel, down to what is due, so what we
@@ -391,7 +387,8 @@ func (s *Session) ensureChannel(account string) {
 func (s *Session) payee(account string) *payeeState {
 	po := s.out[account]
 	if po == nil {
-		po = &payeeState{}
+		first, _ := terms.PriceFor(firstChannelBytes, s.cfg.Class.PricePerMiB)
+		po = &payeeState{grant: max(first, minChannelValue)}
 		s.out[account] = po
 	}
 	return po
@@ -458,6 +455,7 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 	if po.shrink > 0 {
 		po.shrink-- // funds may have come back (closed channels, earnings)
 	}
+	po.grant = min(s.cfg.ChannelValue, 4*max(po.grant, length))
 	ch := &outChannel{id: v.Channel, chain: chain, voucherBytes: vb, unit: v.Unit, expiry: v.Expiry}
 	if !po.current.usable(s.cfg.Now()) {
 		po.current = ch

@@ -36,13 +36,12 @@ const (
 	// maxQueuedUploads bounds requests a peer may have waiting with us; a
 	// flood beyond it is a protocol abuse.
 	maxQueuedUploads = ourReqq
-	// endGameDepth caps a peer's outstanding requests in the end game: a
-	// peer asks for a copy of a block another peer owes only once it has
-	// nothing outstanding itself, one at a time (as libtorrent does). By
-	// then most owed blocks are already on their way, so each copy is
-	// likely waste for both sides; four at a time wasted 2–8 MB per
-	// 256 MiB download in a paid swarm on loopback, one at a time 0.5 MB.
-	endGameDepth = 1
+	// endGameDepth caps a peer's outstanding requests in the end game.
+	// One at a time wasted less on loopback (by then most owed blocks
+	// are in flight, and copies cross their cancel), but behind a 100 ms
+	// round trip it rescued blocks a slow peer sat on four times slower:
+	// one block per round trip per idle peer.
+	endGameDepth = 4
 	// writerBacklog is how many upload blocks may wait in a connection's
 	// writer; more would only hide the peer's real speed from the scheduler.
 	writerBacklog = 16
@@ -546,7 +545,7 @@ func (t *Torrent) fillRequests(pc *peerConn) {
 	if t.picker.EndGame() {
 		// Every missing block is asked of someone: more copies only
 		// waste bandwidth (and, in a paid swarm, leave uploaders with
-		// blocks nobody pays for), so an idle peer takes one at a time.
+		// blocks nobody pays for), so a peer holds a few at a time.
 		limit = min(limit, endGameDepth)
 	}
 	want := limit - len(pc.outstanding)

@@ -29,13 +29,21 @@ const (
 	settlePoll  = 20 * time.Millisecond
 )
 
+// awaiter is what waitForPayments needs of a paid session.
+type awaiter interface {
+	Awaited() int64
+	AwaitedChanged() <-chan struct{}
+}
+
+var _ awaiter = (*paid.Session)(nil)
+
 // waitForPayments keeps a finished paid download serving while the peers
 // it served still owe it and keep paying: pay after verify means they owe
 // for our blocks of pieces they have not finished. It returns once nothing
 // is owed, or the debts stopped shrinking (a stalled peer, or one that
 // keeps what it owes), or settleTime passed, or ctx ended. show is called
-// on every change.
-func waitForPayments(ctx context.Context, p *paid.Session, show func()) {
+// whenever what they owe changed.
+func waitForPayments(ctx context.Context, p awaiter, show func()) {
 	deadline := time.NewTimer(settleTime)
 	defer deadline.Stop()
 	poll := time.NewTicker(settlePoll)
@@ -50,10 +58,16 @@ func waitForPayments(ctx context.Context, p *paid.Session, show func()) {
 		case <-ctx.Done():
 			return
 		}
-		if now := p.Awaited(); now < last {
-			last, shrank = now, time.Now()
+		// Progress is a drop since the previous reading: while we serve
+		// peers still downloading, what they owe rises as well as falls.
+		now := p.Awaited()
+		if now < last {
+			shrank = time.Now()
+		}
+		if now != last {
 			show()
 		}
+		last = now
 	}
 }
 

@@ -116,6 +116,7 @@ func (s *Session) onFailed(ps *peerState, m message) {
 	if s.book.Forgive(ps.account, m.Bytes, ps.class.PricePerMiB) {
 		s.dirty = true
 		ps.p.Wake()
+		s.signalAwaited()
 	}
 }
 
@@ -245,6 +246,7 @@ func (s *Session) Banned(p engine.Peer, reason string) {
 	}
 	s.banned[ps.account] = reason
 	s.refused[ps.account] = "banned: " + reason
+	s.signalAwaited() // refused accounts are not waited for
 	if err := s.book.Block(ps.account); err != nil {
 		s.log.Warn("block account", "account", ps.account, "err", err)
 	}
@@ -371,6 +373,7 @@ func (s *Session) cutOffOverdue() {
 			s.log.Warn("block account", "account", account, "err", err)
 		}
 		defer s.wakeAll()
+		defer s.signalAwaited() // refused accounts are not waited for
 		s.log.Warn("account stopped paying; service refused", "account", account, "unpaid", st.Unpaid)
 		for _, ps := range s.peers {
 			if ps.account == account && ps.p != nil {

@@ -335,8 +335,9 @@ func (s *Session) Awaited() int64 {
 }
 
 // AwaitedChanged receives when what Awaited reports may have shrunk: a
-// payment arrived, a peer said it wants nothing more from us, or a
-// connection ended. Signals do not queue up beyond one, so a finished
+// payment arrived, a peer said it wants nothing more from us, a
+// connection ended, an account was refused, or a failed piece was
+// forgiven. Signals do not queue up beyond one, so a finished
 // download waiting for its peers to pay re-reads Awaited on each.
 func (s *Session) AwaitedChanged() <-chan struct{} { return s.awaitedChanged }
 

@@ -297,3 +297,49 @@ func TestEarningsCountWhenARedemptionAnswerIsLost(t *testing.T) {
 	wantEarned(t, s, seeder, owed)
 	s.audit()
 }
+
+// An uploader that starts holding a buyer tells it at once what it owes
+// (an invoice), every time it starts holding it, not once per
+// invoiceEvery: the buyer pays what is due on an invoice without waiting
+// for its payment batch, and early in a download, while the credit
+// window is small, that batch is what the uploader would wait for.
+func TestEveryHoldStartsWithAnInvoice(t *testing.T) {
+	s := newSwarm(t, tSize)
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
+	defer seeder.close()
+	buyer := s.account(10_000)
+	h := s.dial(seeder.addr(), buyer)
+	defer h.close()
+	h.authenticate()
+	c := openChannel(t, buyer, seeder.acct.id, chanLen, time.Now().Add(time.Hour))
+	h.sendFG(message{Type: typeChannel, Voucher: c.vb})
+	invoices := func() int {
+		n := 0
+		for _, m := range h.fg {
+			if m.Type == typeInvoice {
+				n++
+			}
+		}
+		return n
+	}
+	h.request(0, 64) // far beyond the first credit window
+	if !h.pump(2*time.Second, func() bool { return invoices() == 1 }) {
+		t.Fatalf("no invoice when the seeder started holding (served %d bytes)", h.got)
+	}
+	h.drain(300 * time.Millisecond) // what was sent before the hold
+	held := h.got
+	h.payUnits(c, valueOf(h.got)-c.used)
+	// Paid up, it is served again until the (grown) window is full, and
+	// the next hold brings the next invoice, well before invoiceEvery.
+	began := time.Now()
+	if !h.pump(2*time.Second, func() bool { return invoices() == 2 }) {
+		t.Fatalf("no second invoice: served %d bytes after paying for %d", h.got-held, held)
+	}
+	if h.got <= held {
+		t.Fatal("an invoice came, but no blocks after the payment")
+	}
+	if waited := time.Since(began); waited >= invoiceEvery {
+		t.Fatalf("second invoice after %v, as if only every invoiceEvery", waited)
+	}
+	s.audit()
+}

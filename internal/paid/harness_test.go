@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -170,6 +172,9 @@ type brokerAdapter struct{ c *broker.Client }
 
 func (b brokerAdapter) Open(ctx context.Context, idemKey, payee string, root identity.Digest, length, unit int64, expiry time.Time) (identity.Voucher, error) {
 	resp, err := b.c.OpenChannel(ctx, idemKey, broker.OpenRequest{Payee: payee, Root: root, Length: length, Unit: unit, Expiry: expiry})
+	if errors.Is(err, ledger.ErrInsufficientFunds) {
+		return identity.Voucher{}, fmt.Errorf("%w: %w", ErrInsufficientFunds, err)
+	}
 	if err != nil {
 		return identity.Voucher{}, err
 	}

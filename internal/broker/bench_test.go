@@ -89,3 +89,43 @@ func BenchmarkOpenHTTP(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "opens/s")
 }
+
+// BenchmarkSettleHTTP is a paid session's exit: every operation is one
+// channel opened, then redeemed and closed in batches of 16 channels per
+// request, as a payee settles when it stops. It reports channels settled
+// per second (the open included).
+func BenchmarkSettleHTTP(b *testing.B) {
+	e := newEnv(b)
+	ctx := context.Background()
+	payer := e.registered(1, 1<<50)
+	payee := e.registered(2, 0)
+	const length, batch = 100, 16
+	ch := chain(1, length)
+	pre, err := ch.Preimage(length / 2)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var rs []Redemption
+	b.ResetTimer()
+	for i := range b.N {
+		open, err := payer.OpenChannel(ctx, fmt.Sprintf("s-%d", i), OpenRequest{Payee: payee.Account(), Root: ch.Root(), Length: length, Unit: 1, Expiry: time.Now().Add(time.Hour)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		rs = append(rs, Redemption{Channel: open.Channel.ID, Index: length / 2, Preimage: pre, Close: true})
+		if len(rs) == batch || i == b.N-1 {
+			got, err := payee.Redemptions(ctx, rs)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, g := range got {
+				if g.Error != nil || !g.Closed {
+					b.Fatalf("settle: %+v", g)
+				}
+			}
+			rs = rs[:0]
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "channels/s")
+}

@@ -34,6 +34,8 @@
 #   LOGDIR        a directory: every process's log is copied there, and the
 #                 provider's metrics (broker requests by route)
 #   PEER_FLAGS    extra flags for every `floodgate seed` and `get` (e.g. -v)
+#   PROVIDER_CPUS run the provider on these CPUs (taskset list, e.g. 0)
+#   PEER_CPUS     run every seed and get on these CPUs (e.g. 1-3)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -50,6 +52,15 @@ die() { echo "bench: $*" >&2; exit 1; }
 
 [ -x /usr/bin/time ] || die "/usr/bin/time is missing (Debian package 'time')"
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
+# CPU pinning (optional): a real provider runs on its own machine, so on a
+# host with cores to spare its broker work can be kept off the peers'.
+PROVIDER_PIN=()
+PEER_PIN=()
+if [ -n "${PROVIDER_CPUS:-}${PEER_CPUS:-}" ]; then
+    command -v taskset >/dev/null || die "PROVIDER_CPUS/PEER_CPUS need taskset (Debian package util-linux)"
+    [ -z "${PROVIDER_CPUS:-}" ] || PROVIDER_PIN=(taskset -c "$PROVIDER_CPUS")
+    [ -z "${PEER_CPUS:-}" ] || PEER_PIN=(taskset -c "$PEER_CPUS")
+fi
 
 # ------------------------------------------------------------- workspace
 # shellcheck source=bench/lib.sh
@@ -122,7 +133,7 @@ profile_args() { # name -> flags asking for a CPU profile, in round 1 only
 
 # ------------------------------------------------------------- provider
 PPORT=$(free_port)
-"$FG" provider --listen "127.0.0.1:$PPORT" --data-dir "$WORK/provider" --announce-interval 2s \
+"${PROVIDER_PIN[@]}" "$FG" provider --listen "127.0.0.1:$PPORT" --data-dir "$WORK/provider" --announce-interval 2s \
     >"$WORK/provider.log" 2>&1 &
 PROVIDER=$!
 PIDS+=("$PROVIDER")
@@ -177,7 +188,7 @@ run_once() {
     # shellcheck disable=SC2046 # profile flags are words on purpose
     # Port 0: the seeder picks a free port and prints it, which leaves no
     # window for another process to take it.
-    "$FG" seed "${seedflags[@]}" --listen 127.0.0.1:0 $(profile_args "$mode-$n-seed") ${PEER_FLAGS:-} \
+    "${PEER_PIN[@]}" "$FG" seed "${seedflags[@]}" --listen 127.0.0.1:0 $(profile_args "$mode-$n-seed") ${PEER_FLAGS:-} \
         "$WORK/$mode.torrent" "$SRC/content.bin" >"$WORK/$tag-seed.log" 2>&1 &
     seed=$!
     PIDS+=("$seed")
@@ -190,7 +201,7 @@ run_once() {
         mkdir -p "$WORK/out-$i"
         # shellcheck disable=SC2046
         /usr/bin/time -f '%e %U %S %M' -o "$WORK/$tag-get$i.time" \
-            "$FG" get --key "$WORK/keys/leecher$i.key" --state-dir "$WORK/state/$tag-get$i" \
+            "${PEER_PIN[@]}" "$FG" get --key "$WORK/keys/leecher$i.key" --state-dir "$WORK/state/$tag-get$i" \
             --listen 127.0.0.1:0 --out "$WORK/out-$i" $(profile_args "$mode-$n-get$i") ${PEER_FLAGS:-} \
             "$WORK/$mode.torrent" >"$WORK/$tag-get$i.log" 2>&1 &
         pids+=($!)

@@ -343,3 +343,76 @@ func TestEveryHoldStartsWithAnInvoice(t *testing.T) {
 	}
 	s.audit()
 }
+
+// A seeder closes the channels of a buyer that finished (it says "not
+// interested" to a peer that has every piece), with its next periodic
+// redemption: what the buyer locked and did not spend comes back at
+// once, not when the seeder stops or the channels expire. A payment on
+// the closed channel is refused: it could never be redeemed.
+func TestASeederClosesAFinishedBuyersChannels(t *testing.T) {
+	s := newSwarm(t, tSize)
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
+	defer seeder.close()
+	const funds = 10_000
+	buyer := s.account(funds)
+	h := s.dial(seeder.addr(), buyer)
+	defer h.close()
+	h.authenticate()
+	c := openChannel(t, buyer, seeder.acct.id, chanLen, time.Now().Add(time.Hour))
+	h.sendFG(message{Type: typeChannel, Voucher: c.vb})
+	h.request(0, 8)
+	h.drain(300 * time.Millisecond)
+	owed := valueOf(h.got)
+	if owed == 0 {
+		t.Fatal("nothing served")
+	}
+	h.payUnits(c, owed)
+	h.send(wire.Message{ID: wire.NotInterested})
+	ctx := context.Background()
+	led := s.prov.Ledger()
+	eventually(t, 5*time.Second, "the finished buyer's channel closed", func() bool {
+		ch, err := led.Channel(ctx, c.v.Channel)
+		return err == nil && ch.State == ledger.StateClosed
+	})
+	if ch, _ := led.Channel(ctx, c.v.Channel); ch.Redeemed != c.used {
+		t.Fatalf("closed at index %d, but paid up to %d", ch.Redeemed, c.used)
+	}
+	if b := s.balance(buyer.id); b != funds-owed {
+		t.Fatalf("buyer balance %d, want %d: the rest of its channel refunded", b, funds-owed)
+	}
+	if got := seeder.sess.Stats().Earned; got != owed {
+		t.Fatalf("seeder earned %d, want %d", got, owed)
+	}
+	// Paying on it now gains nothing: the connection is closed and the
+	// payment not counted.
+	h.payUnits(c, 1)
+	h.drain(300 * time.Millisecond)
+	if !h.closed {
+		t.Fatal("a payment on a closed channel was accepted")
+	}
+	if st := seeder.sess.Stats(); st.Pending != 0 {
+		t.Fatalf("%d units pending on a closed channel", st.Pending)
+	}
+	s.audit()
+}
+
+// A buyer that is not interested while the uploader still lacks pieces
+// may want more later: its channels stay open.
+func TestALeecherKeepsTheChannelsOfABuyerNotInterestedForNow(t *testing.T) {
+	s := newSwarm(t, tSize)
+	// The uploader is a leecher that has not finished (here: not started).
+	leech := s.start(peerOpts{acct: s.account(100_000)})
+	defer leech.close()
+	buyer := s.account(10_000)
+	h := s.dial(leech.addr(), buyer)
+	defer h.close()
+	h.authenticate()
+	c := openChannel(t, buyer, leech.acct.id, chanLen, time.Now().Add(time.Hour))
+	h.sendFG(message{Type: typeChannel, Voucher: c.vb})
+	h.send(wire.Message{ID: wire.Interested})
+	h.send(wire.Message{ID: wire.NotInterested})
+	h.drain(500 * time.Millisecond) // several periodic redemptions (100 ms)
+	if ch, err := s.prov.Ledger().Channel(context.Background(), c.v.Channel); err != nil || ch.State == ledger.StateClosed {
+		t.Fatalf("channel %+v %v: closed while the uploader itself was incomplete", ch, err)
+	}
+}

@@ -141,17 +141,19 @@ func TestSeederClosesOnRequestFlood(t *testing.T) {
 	p.waitClosed()
 }
 
-func TestLeecherBansCorruptSeederAndFinishesFromHonestOne(t *testing.T) {
-	f := newFixture(t, 1<<20, 64<<10)
-	// The liar: a listener that answers every request with garbage.
+// scriptedSeeder listens for one leecher, claims every piece, unchokes it
+// and hands each message it sends to answer (with a way to reply) until
+// the connection ends; done is closed then. name is the peer ID's tail.
+func scriptedSeeder(t *testing.T, name string, answer func(m wire.Message, reply func(wire.Message))) (addr netip.AddrPort, done <-chan struct{}) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	liarDone := make(chan struct{})
+	t.Cleanup(func() { ln.Close() })
+	ended := make(chan struct{})
 	go func() {
-		defer close(liarDone)
+		defer close(ended)
 		nc, err := ln.Accept()
 		if err != nil {
 			return
@@ -162,27 +164,36 @@ func TestLeecherBansCorruptSeederAndFinishesFromHonestOne(t *testing.T) {
 			return
 		}
 		var pid [20]byte
-		copy(pid[:], "-XX0001-liar-liar-xx")
+		copy(pid[:], "-XX0001-"+name)
 		wire.WriteHandshake(nc, wire.NewHandshake(hs.InfoHash, pid))
 		w := bufio.NewWriter(nc)
-		enc := func(m wire.Message) { b, _ := m.AppendBinary(nil); w.Write(b); w.Flush() }
-		enc(wire.Message{ID: wire.HaveAll})
-		enc(wire.Message{ID: wire.Unchoke})
+		reply := func(m wire.Message) { b, _ := m.AppendBinary(nil); w.Write(b); w.Flush() }
+		reply(wire.Message{ID: wire.HaveAll})
+		reply(wire.Message{ID: wire.Unchoke})
 		r := wire.NewReader(nc, wire.Limits{})
-		junk := make([]byte, 16<<10)
 		for {
 			m, err := r.ReadMessage()
 			if err != nil {
 				return
 			}
-			if m.ID == wire.Request {
-				enc(wire.NewPiece(m.Index, m.Begin, junk[:m.Length]))
-			}
+			answer(m, reply)
 		}
 	}()
+	return netip.MustParseAddrPort(ln.Addr().String()), ended
+}
+
+func TestLeecherBansCorruptSeederAndFinishesFromHonestOne(t *testing.T) {
+	f := newFixture(t, 1<<20, 64<<10)
+	// The liar answers every request with garbage.
+	junk := make([]byte, 16<<10)
+	liar, liarDone := scriptedSeeder(t, "liar-liar-xx", func(m wire.Message, reply func(wire.Message)) {
+		if m.ID == wire.Request {
+			reply(wire.NewPiece(m.Index, m.Begin, junk[:m.Length]))
+		}
+	})
 	out := filepath.Join(f.dir, "dl", "content.bin")
 	_, leech := f.startPeer(t, Config{}, out, false)
-	leech.AddPeers(netip.MustParseAddrPort(ln.Addr().String()))
+	leech.AddPeers(liar)
 	// Wait for the ban, then bring in an honest seeder.
 	deadline := time.Now().Add(15 * time.Second)
 	for leech.Stats().HashFailures == 0 {
@@ -213,46 +224,16 @@ func TestLeecherBansCorruptSeederAndFinishesFromHonestOne(t *testing.T) {
 // snub timeout would give up on that peer.
 func TestEndGameFetchesBlocksAStalledPeerSitsOn(t *testing.T) {
 	f := newFixture(t, 1<<20, 64<<10)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	hungUp := make(chan struct{})
 	firstAsked := make(chan struct{})
-	go func() {
-		nc, err := ln.Accept()
-		if err != nil {
-			return
+	var once sync.Once
+	staller, hungUp := scriptedSeeder(t, "staller-xxxx", func(m wire.Message, _ func(wire.Message)) {
+		if m.ID == wire.Request {
+			once.Do(func() { close(firstAsked) })
 		}
-		defer nc.Close()
-		hs, err := wire.ReadHandshake(nc)
-		if err != nil {
-			return
-		}
-		var pid [20]byte
-		copy(pid[:], "-XX0001-staller-xxxx")
-		wire.WriteHandshake(nc, wire.NewHandshake(hs.InfoHash, pid))
-		w := bufio.NewWriter(nc)
-		enc := func(m wire.Message) { b, _ := m.AppendBinary(nil); w.Write(b); w.Flush() }
-		enc(wire.Message{ID: wire.HaveAll})
-		enc(wire.Message{ID: wire.Unchoke})
-		r := wire.NewReader(nc, wire.Limits{})
-		var once sync.Once
-		for {
-			m, err := r.ReadMessage()
-			if err != nil {
-				close(hungUp)
-				return
-			}
-			if m.ID == wire.Request {
-				once.Do(func() { close(firstAsked) })
-			}
-		}
-	}()
+	})
 	out := filepath.Join(f.dir, "dl", "content.bin")
 	_, leech := f.startPeer(t, Config{}, out, false)
-	leech.AddPeers(netip.MustParseAddrPort(ln.Addr().String()))
+	leech.AddPeers(staller)
 	select { // the staller holds blocks before an honest seeder arrives
 	case <-firstAsked:
 	case <-time.After(10 * time.Second):

@@ -21,12 +21,8 @@ func TestAwaitedCountsOnlyPeersStillDownloading(t *testing.T) {
 	s := newSwarm(t, tSize)
 	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
 	defer seeder.close()
-	buyer := s.account(10_000)
-	h := s.dial(seeder.addr(), buyer)
+	_, h, c := payingBuyer(t, s, seeder, 10_000)
 	defer h.close()
-	h.authenticate()
-	c := openChannel(t, buyer, seeder.acct.id, chanLen, time.Now().Add(time.Hour))
-	h.sendFG(message{Type: typeChannel, Voucher: c.vb})
 	h.request(0, 8) // says "interested" first
 	h.drain(300 * time.Millisecond)
 	if h.got == 0 {
@@ -163,17 +159,25 @@ func TestCloseSettlesEveryChannelInOneCall(t *testing.T) {
 	s.audit()
 }
 
+// payingBuyer connects a new buyer with funds to uploader, authenticates
+// and shows it a channel; the caller closes the connection.
+func payingBuyer(t *testing.T, s *swarm, uploader *peer, funds int64) (*account, *hostile, *channel) {
+	t.Helper()
+	buyer := s.account(funds)
+	h := s.dial(uploader.addr(), buyer)
+	h.authenticate()
+	c := openChannel(t, buyer, uploader.acct.id, chanLen, time.Now().Add(time.Hour))
+	h.sendFG(message{Type: typeChannel, Voucher: c.vb})
+	return buyer, h, c
+}
+
 // buyAndPay has a new buyer holding funds take 8 blocks, from block from
 // on, from the seeder over a channel of its own, pay exactly what they are
 // worth and hang up. It returns the buyer, its channel and what it paid.
 func buyAndPay(t *testing.T, s *swarm, seeder *peer, funds int64, from int) (*account, *channel, int64) {
 	t.Helper()
-	buyer := s.account(funds)
-	h := s.dial(seeder.addr(), buyer)
+	buyer, h, c := payingBuyer(t, s, seeder, funds)
 	defer h.close()
-	h.authenticate()
-	c := openChannel(t, buyer, seeder.acct.id, chanLen, time.Now().Add(time.Hour))
-	h.sendFG(message{Type: typeChannel, Voucher: c.vb})
 	h.request(from, 8)
 	h.drain(300 * time.Millisecond)
 	owed := valueOf(h.got)
@@ -307,12 +311,8 @@ func TestEveryHoldStartsWithAnInvoice(t *testing.T) {
 	s := newSwarm(t, tSize)
 	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
 	defer seeder.close()
-	buyer := s.account(10_000)
-	h := s.dial(seeder.addr(), buyer)
+	_, h, c := payingBuyer(t, s, seeder, 10_000)
 	defer h.close()
-	h.authenticate()
-	c := openChannel(t, buyer, seeder.acct.id, chanLen, time.Now().Add(time.Hour))
-	h.sendFG(message{Type: typeChannel, Voucher: c.vb})
 	invoices := func() int {
 		n := 0
 		for _, m := range h.fg {
@@ -354,12 +354,8 @@ func TestASeederClosesAFinishedBuyersChannels(t *testing.T) {
 	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
 	defer seeder.close()
 	const funds = 10_000
-	buyer := s.account(funds)
-	h := s.dial(seeder.addr(), buyer)
+	buyer, h, c := payingBuyer(t, s, seeder, funds)
 	defer h.close()
-	h.authenticate()
-	c := openChannel(t, buyer, seeder.acct.id, chanLen, time.Now().Add(time.Hour))
-	h.sendFG(message{Type: typeChannel, Voucher: c.vb})
 	h.request(0, 8)
 	h.drain(300 * time.Millisecond)
 	owed := valueOf(h.got)
@@ -403,12 +399,8 @@ func TestALeecherKeepsTheChannelsOfABuyerNotInterestedForNow(t *testing.T) {
 	// The uploader is a leecher that has not finished (here: not started).
 	leech := s.start(peerOpts{acct: s.account(100_000)})
 	defer leech.close()
-	buyer := s.account(10_000)
-	h := s.dial(leech.addr(), buyer)
+	_, h, c := payingBuyer(t, s, leech, 10_000)
 	defer h.close()
-	h.authenticate()
-	c := openChannel(t, buyer, leech.acct.id, chanLen, time.Now().Add(time.Hour))
-	h.sendFG(message{Type: typeChannel, Voucher: c.vb})
 	h.send(wire.Message{ID: wire.Interested})
 	h.send(wire.Message{ID: wire.NotInterested})
 	h.drain(500 * time.Millisecond) // several periodic redemptions (100 ms)

@@ -23,7 +23,6 @@ type inChannel struct {
 	redeemedIndex int64
 	closed        bool
 	redeeming     bool // a redemption is in flight
-	closing       bool // ... and it closes the channel: no more payments
 }
 
 func (c *inChannel) unspent() int64 { return (c.v.Length - c.lastIndex) * c.v.Unit }
@@ -62,7 +61,6 @@ func (s *Session) onChannel(ps *peerState, m message) error {
 	if _, known := s.in[v.Channel]; !known {
 		s.addIn(&inChannel{v: v, lastPreimage: [32]byte(v.Root)})
 		s.dirty = true
-		delete(s.finished, ps.account) // it wants service again
 	}
 	s.wakeHeld(ps.account)
 	return nil
@@ -76,9 +74,8 @@ func (s *Session) onPay(ps *peerState, m message) error {
 	if ch.v.Payer != ps.account {
 		return fmt.Errorf("payment on a channel of %s by %s", ch.v.Payer, ps.account)
 	}
-	if ch.closed || ch.closing {
-		// We could not redeem it: the broker refuses redemptions of a
-		// closed channel.
+	if ch.closed {
+		// The broker refuses redemptions of a closed channel.
 		return fmt.Errorf("payment on channel %s, which we closed", m.Channel)
 	}
 	if m.Index > ch.v.Length {
@@ -108,64 +105,9 @@ func (s *Session) onPay(ps *peerState, m message) error {
 	return nil
 }
 
-// finishedGrace is how long a buyer marked finished must stay not
-// interested before its channels are closed (see closableFinished).
-const finishedGrace = time.Second
-
-// closableFinished returns the buyers marked finished whose channels may
-// be closed now: still not interested, a while after the mark. A "not
-// interested" sent before we completed can arrive just after, and that
-// buyer, far from finished, asks again once it hears what we have; within
-// finishedGrace its "interested" has arrived. s.mu is held.
-func (s *Session) closableFinished() map[string]bool {
-	if len(s.finished) == 0 {
-		return nil
-	}
-	for _, ps := range s.peers {
-		if _, marked := s.finished[ps.account]; marked && ps.p != nil && ps.p.Interested() {
-			delete(s.finished, ps.account)
-		}
-	}
-	now := s.cfg.Now()
-	closable := make(map[string]bool)
-	for account, at := range s.finished {
-		open := false
-		for _, ch := range s.byPayer[account] {
-			open = open || (!ch.closed && ch.unspent() > 0)
-		}
-		switch {
-		case !open:
-			delete(s.finished, account) // all closed (or spent): done
-		case now.Sub(at) >= finishedGrace:
-			closable[account] = true
-		}
-	}
-	return closable
-}
-
 // LostInterest implements engine.Payments: a peer that wants nothing more
-// from us no longer counts in Awaited. Once we have every piece, a buyer
-// that wants nothing from us has every piece too, so it will never pay us
-// again: its channels are redeemed and closed with the next periodic
-// redemption, and what it locked in them and did not spend goes back to
-// it then, not when we stop or the channels expire.
-func (s *Session) LostInterest(p engine.Peer) {
-	s.signalAwaited()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ps := s.peers[p.ConnID()]
-	if ps == nil || !ps.authed || !s.complete {
-		return
-	}
-	for _, other := range s.peers {
-		if other.account == ps.account && other.p != nil && other.p.Interested() {
-			return // it still buys on another connection
-		}
-	}
-	if _, marked := s.finished[ps.account]; !marked && len(s.byPayer[ps.account]) > 0 {
-		s.finished[ps.account] = s.cfg.Now()
-	}
-}
+// from us no longer counts in Awaited.
+func (s *Session) LostInterest(p engine.Peer) { s.signalAwaited() }
 
 // onFailed writes off bytes of ours in a piece the downloader could not
 // verify, if the account still has resends left (credit.Config.MaxResends):
@@ -246,7 +188,7 @@ func (s *Session) backing(account string, now time.Time) (value int64, shown boo
 	var unspent int64
 	live := chans[:0]
 	for _, ch := range chans {
-		if ch.closed || ch.closing || !ch.live(now) || ch.unspent() <= 0 {
+		if ch.closed || !ch.live(now) || ch.unspent() <= 0 {
 			continue
 		}
 		unspent += ch.unspent()
@@ -360,13 +302,12 @@ func (s *Session) redeemContext() (context.Context, context.CancelFunc) {
 
 // settleChannels redeems what every channel paid to us received since its
 // last redemption, all in one broker call (the broker takes a few dozen
-// channels per round trip), and closes every channel that still holds the
-// payer's money, with closeAll or when its payer finished (see
-// LostInterest), which then returns to the payer at once. A channel spent
-// to the end has nothing to give back and is left as it is.
+// channels per round trip), and with closeAll closes every channel that
+// still holds the payer's money, which then returns to the payer at once.
+// A channel spent to the end has nothing to give back and is left as it
+// is.
 func (s *Session) settleChannels(ctx context.Context, closeAll bool) {
 	s.mu.Lock()
-	finished := s.closableFinished()
 	var rs []Redemption
 	for id, ch := range s.in {
 		// One redemption at a time per channel: of two racing calls the
@@ -376,12 +317,12 @@ func (s *Session) settleChannels(ctx context.Context, closeAll bool) {
 		if ch.closed || ch.redeeming {
 			continue
 		}
-		r := Redemption{Channel: id, Close: (closeAll || finished[ch.v.Payer]) && ch.unspent() > 0}
+		r := Redemption{Channel: id, Close: closeAll && ch.unspent() > 0}
 		if ch.lastIndex > ch.redeemedIndex {
 			r.Index, r.Preimage = ch.lastIndex, identity.Digest(ch.lastPreimage)
 		}
 		if r.Index > 0 || r.Close {
-			ch.redeeming, ch.closing = true, r.Close
+			ch.redeeming = true
 			rs = append(rs, r)
 		}
 	}
@@ -397,7 +338,7 @@ func (s *Session) settleChannels(ctx context.Context, closeAll bool) {
 	defer s.mu.Unlock()
 	for i, r := range rs {
 		ch := s.in[r.Channel]
-		ch.redeeming, ch.closing = false, false
+		ch.redeeming = false
 		if i >= len(results) {
 			continue
 		}

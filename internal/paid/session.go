@@ -158,9 +158,6 @@ type Session struct {
 	// awaitedChanged holds one pending signal that Awaited may have
 	// shrunk (see AwaitedChanged).
 	awaitedChanged chan struct{}
-	// finished holds buyers that finished, with when we saw it: their
-	// channels are closed with a redemption soon after (see LostInterest).
-	finished map[string]time.Time
 }
 
 // peerState is what we know of one connection.
@@ -257,7 +254,6 @@ func NewSession(cfg Config) (*Session, error) {
 		reported: make(map[string]bool),
 		banned:   make(map[string]string),
 		refused:  make(map[string]string),
-		finished: make(map[string]time.Time),
 		left:     cfg.Torrent.Info.TotalLength(),
 
 		awaitedChanged: make(chan struct{}, 1),

@@ -12,7 +12,6 @@ import (
 	"github.com/floodgate-p2p/floodgate/internal/broker"
 	"github.com/floodgate-p2p/floodgate/internal/identity"
 	"github.com/floodgate-p2p/floodgate/internal/node"
-	"github.com/floodgate-p2p/floodgate/internal/paid"
 	"github.com/floodgate-p2p/floodgate/internal/storage"
 	"github.com/floodgate-p2p/floodgate/internal/units"
 )
@@ -34,8 +33,6 @@ type awaiter interface {
 	Awaited() int64
 	AwaitedChanged() <-chan struct{}
 }
-
-var _ awaiter = (*paid.Session)(nil)
 
 // waitForPayments keeps a finished paid download serving while the peers
 // it served still owe it and keep paying: pay after verify means they owe

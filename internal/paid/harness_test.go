@@ -5,8 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -166,37 +164,6 @@ func (s *swarm) account(funds int64) *account {
 	return a
 }
 
-// brokerAdapter gives a Session the broker calls it needs (the node
-// package has the same; it cannot be imported from here).
-type brokerAdapter struct{ c *broker.Client }
-
-func (b brokerAdapter) Open(ctx context.Context, idemKey, payee string, root identity.Digest, length, unit int64, expiry time.Time) (identity.Voucher, error) {
-	resp, err := b.c.OpenChannel(ctx, idemKey, broker.OpenRequest{Payee: payee, Root: root, Length: length, Unit: unit, Expiry: expiry})
-	if errors.Is(err, ledger.ErrInsufficientFunds) {
-		return identity.Voucher{}, fmt.Errorf("%w: %w", ErrInsufficientFunds, err)
-	}
-	if err != nil {
-		return identity.Voucher{}, err
-	}
-	return resp.Voucher, nil
-}
-
-func (b brokerAdapter) Redeem(ctx context.Context, rs []Redemption) ([]RedemptionResult, error) {
-	req := make([]broker.Redemption, len(rs))
-	for i, r := range rs {
-		req[i] = broker.Redemption{Channel: r.Channel, Index: r.Index, Preimage: r.Preimage, Close: r.Close}
-	}
-	got, err := b.c.Redemptions(ctx, req)
-	out := make([]RedemptionResult, len(got))
-	for i, g := range got {
-		out[i] = RedemptionResult{Paid: g.Paid, Redeemed: g.Redeemed, Closed: g.Closed}
-		if g.Error != nil {
-			out[i].Err = g.Error
-		}
-	}
-	return out, err
-}
-
 // peerOpts configures an honest peer.
 type peerOpts struct {
 	seed      bool
@@ -248,7 +215,7 @@ func (s *swarm) start(o peerOpts) *peer {
 		o.overdue = time.Second
 	}
 	class, _ := s.tm.Class("")
-	var b Broker = brokerAdapter{o.acct.bc}
+	b := BrokerOver(o.acct.bc)
 	if o.broker != nil {
 		b = o.broker(b)
 	}

@@ -383,7 +383,7 @@ func (s *Session) cutOffOverdue() {
 			s.log.Warn("block account", "account", account, "err", err)
 		}
 		defer s.wakeAll()
-		defer s.signalAwaited() // refused accounts are not waited for
+		s.signalAwaited() // refused accounts are not waited for
 		s.log.Warn("account stopped paying; service refused", "account", account, "unpaid", st.Unpaid)
 		for _, ps := range s.peers {
 			if ps.account == account && ps.p != nil {

@@ -38,6 +38,7 @@ type Ledger interface {
 	OpenChannel(ctx context.Context, idemKey string, spec ledger.Channel, now time.Time) (ledger.Channel, error)
 	Redeem(ctx context.Context, channelID string, index int64, preimage [32]byte, now time.Time) (int64, error)
 	Close(ctx context.Context, channelID string, by ledger.AccountID, now time.Time) (int64, error)
+	Settle(ctx context.Context, by ledger.AccountID, items []ledger.Settlement, now time.Time) ([]ledger.Settled, error)
 	ExpireChannels(ctx context.Context, now time.Time) (int, error)
 	Channel(ctx context.Context, id string) (ledger.Channel, error)
 	Audit(ctx context.Context) (minted, sumOfBalances int64, err error)

@@ -3,18 +3,18 @@ package paid
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/floodgate-p2p/floodgate/internal/identity"
-
 	"github.com/floodgate-p2p/floodgate/internal/wire"
 )
 
 // eagerSize is content large enough that two first channels fit in what
 // is left to buy (channels to uploaders that have not delivered may not
-// lock more than that).
-const eagerSize = 16 << 20
+// lock more than that, and each at most half of it).
+const eagerSize = 4 * firstChannelBytes
 
 // allPieces is a bitfield payload with every piece of s's torrent.
 func allPieces(s *swarm) []byte {
@@ -137,4 +137,41 @@ func TestUndeliveredChannelsLockNoMoreThanThePurchase(t *testing.T) {
 	}
 	leech.close()
 	s.audit()
+}
+
+// An uploader that delivers one piece and stops gets its first channel
+// and nothing more: the early refills that keep a fast uploader from
+// waiting on the broker are for uploaders paid for a few pieces.
+func TestOnePieceDoesNotEarnASecondChannel(t *testing.T) {
+	s := newSwarm(t, eagerSize)
+	ln := listen(t)
+	leech := s.start(peerOpts{acct: s.account(1_000_000), peers: []netip.AddrPort{addrOf(ln)}})
+	acct := s.account(0)
+	up := hostileUploader(t, s, ln, acct)
+	defer up.close()
+	served := int64(-1) // the first piece asked for, and no other
+	up.onRequest = func(m wire.Message) {
+		if served < 0 {
+			served = int64(m.Index)
+		}
+		if int64(m.Index) == served {
+			at := served*tPiece + int64(m.Begin)
+			up.send(wire.NewPiece(m.Index, m.Begin, s.data[at:at+int64(m.Length)]))
+		}
+	}
+	if !up.pump(5*time.Second, func() bool { _, ok := up.lastFG(typePay); return ok }) {
+		t.Fatal("the first piece was not paid for")
+	}
+	up.drain(300 * time.Millisecond)
+	channels := 0
+	for _, m := range up.fg {
+		if m.Type == typeChannel {
+			channels++
+		}
+	}
+	st := leech.sess.Stats()
+	if first := valueOf(firstChannelBytes); channels != 1 || st.Locked > first {
+		t.Fatalf("after one piece: %d channels, %d units locked; want 1 channel of at most %d", channels, st.Locked, first)
+	}
+	leech.close()
 }

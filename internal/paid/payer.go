@@ -78,7 +78,19 @@ const (
 )
 
 // firstChannelBytes is what the first channel to a new uploader buys.
-const firstChannelBytes = 4 << 20
+// Every channel costs a broker round trip at both ends (a hash chain and
+// a signed request here; a signature check and a ledger transaction at
+// the broker): with a 4 MiB first channel, a 256 MiB download from four
+// uploaders opened 15 channels, with 16 MiB 11. An identity that never
+// delivers still locks little: at most maxUndelivered first channels,
+// within what is left to buy (see ensureChannel).
+const firstChannelBytes = 16 << 20
+
+// provenBytes is what an uploader must have been paid for before its
+// channels are refilled early to keep refillHeadroomBytes in reserve:
+// until then a channel is refilled only once a quarter of it is spent,
+// so one delivered piece does not make us lock another full channel.
+const provenBytes = 4 << 20
 
 // minChannelValue is the smallest channel worth a broker round trip.
 const minChannelValue = 16
@@ -302,10 +314,12 @@ func (s *Session) ensureChannel(account string) {
 	leftValue, leftErr := terms.PriceFor(s.left, price) // what is left to buy
 	forHeadroom := false                                // a refill only to keep the headroom
 	if po.current.usable(now) {
-		// The headroom is for uploaders that delivered: one that never
-		// did must not make us lock more than its first channel.
+		// The headroom is for uploaders that delivered a few pieces: one
+		// that never did, or stopped after one, must not make us lock
+		// more than its first channel.
 		headroom, err := terms.PriceFor(refillHeadroomBytes, price)
-		if err != nil || s.tab.PaidTo(account) == 0 {
+		proven, perr := terms.PriceFor(provenBytes, price)
+		if err != nil || perr != nil || s.tab.PaidTo(account) < max(proven, 1) {
 			headroom = 0
 		}
 		if rem := po.current.remaining(); rem*refillDen >= po.current.chain.Length()*refillNum {
@@ -343,8 +357,8 @@ func (s *Session) ensureChannel(account string) {
 	}
 	// Start small with an uploader we have not paid yet and grow fourfold
 	// with each channel: an identity that never delivers ties up little,
-	// a good uploader soon gets full-size channels (4, 16, then 64 MiB
-	// worth: a third fewer broker round trips than doubling to 32 MiB).
+	// a good uploader soon gets full-size channels (16, then 64 MiB
+	// worth).
 	value = min(value, max(minChannelValue, po.grant))
 	if po.shrink > 0 {
 		// Short of funds (the rest is locked in other channels): below

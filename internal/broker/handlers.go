@@ -259,10 +259,13 @@ func (s *Server) checkSettler(ctx context.Context, c *call, id string, redeem bo
 		}
 		return nil // the ledger lets a payer close an expired channel
 	}
-	if !c.isProvider {
+	switch {
+	case !c.isProvider:
 		return apiError(http.StatusNotFound, CodeNotFound, "no channel %q", id)
+	case redeem:
+		return apiError(http.StatusForbidden, CodeForbidden, "only the channel's payee may redeem it")
 	}
-	return apiError(http.StatusForbidden, CodeForbidden, "only the channel's parties may settle it")
+	return nil // the provider may close an expired channel, as with close
 }
 
 func (s *Server) audit(ctx context.Context, c *call) (any, *Error) {

@@ -220,3 +220,31 @@ func TestRedemptionResultJSON(t *testing.T) {
 		t.Fatal("httpStatusOf")
 	}
 }
+
+// TestRedemptionsProviderClosesExpired: the provider may close a
+// channel it is no party to once it expired, through the batch as
+// through the single call, and may redeem none.
+func TestRedemptionsProviderClosesExpired(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	payer, payee := e.registered(1, 1000), e.registered(2, 0)
+	a, chA := e.openN(payer, payee, 1, 100)
+	prov := e.client(e.provider)
+	got, err := prov.Redemptions(ctx, []Redemption{{Channel: a, Index: 5, Preimage: pre(t, chA, 5)}})
+	if err != nil || got[0].Error == nil || got[0].Error.Code != CodeForbidden {
+		t.Fatalf("provider redeeming: %+v %v, want forbidden", got, err)
+	}
+	got, err = prov.Redemptions(ctx, []Redemption{{Channel: a, Close: true}})
+	if err != nil || got[0].Error == nil || got[0].Error.Code != CodeForbidden {
+		t.Fatalf("provider closing before expiry: %+v %v, want forbidden", got, err)
+	}
+	e.clock.Advance(2*time.Hour + testGrace)
+	got, err = prov.Redemptions(ctx, []Redemption{{Channel: a, Close: true}})
+	if err != nil || got[0].Error != nil || !got[0].Closed || got[0].Refund != 100 {
+		t.Fatalf("provider closing after expiry: %+v %v", got, err)
+	}
+	if p := e.balance(payer); p != 1000 {
+		t.Fatalf("payer balance %d after the close, want 1000", p)
+	}
+	e.audit(1000)
+}

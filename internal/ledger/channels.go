@@ -260,18 +260,13 @@ func verifyPreimage(ch Channel, index int64, preimage [32]byte) error {
 // payOut moves (index-Redeemed)*Unit out of the channel's escrow: the fee
 // to the fee account, the rest to the payee. It returns the payee's share
 // and whether a fee was charged.
-// The journal refs name the channel and index, so the same step can never
-// be paid twice even if a bug got past the channel row lock.
 func (l *Ledger) payOut(ctx context.Context, tx Tx, ch Channel, index int64, now time.Time) (int64, bool, error) {
-	amount, err := mul(index-ch.Redeemed, ch.Unit) // <= Length*Unit, checked at open
+	toPayee, toFee, err := l.payoutTransfers(ch, index, now)
 	if err != nil {
 		return 0, false, err
 	}
-	f := fee(amount, l.cfg.FeeBasisPoints)
-	escrow := escrowOf(ch.ID)
-	suffix := fmt.Sprintf("%s:%d", ch.ID, index)
-	if amount-f > 0 {
-		if err := tx.Transfer(ctx, Transfer{From: escrow, To: ch.Payee, Amount: amount - f, Ref: "pay:" + suffix, At: now}); err != nil {
+	if toPayee.Amount > 0 {
+		if err := tx.Transfer(ctx, toPayee); err != nil {
 			return 0, false, err
 		}
 	}
@@ -279,15 +274,32 @@ func (l *Ledger) payOut(ctx context.Context, tx Tx, ch Channel, index int64, now
 	// its row until commit, and every redemption on every channel needs
 	// that row, so the shorter the hold the more redemptions run in
 	// parallel.
-	if f > 0 {
+	if toFee.Amount > 0 {
 		if err := l.ensureFeeAccount(ctx, tx, now); err != nil {
 			return 0, false, err
 		}
-		if err := tx.Transfer(ctx, Transfer{From: escrow, To: l.cfg.FeeAccount, Amount: f, Ref: "fee:" + suffix, At: now}); err != nil {
+		if err := tx.Transfer(ctx, toFee); err != nil {
 			return 0, false, err
 		}
 	}
-	return amount - f, f > 0, nil
+	return toPayee.Amount, toFee.Amount > 0, nil
+}
+
+// payoutTransfers are the two transfers that redeem ch up to index: the
+// payee's share and the fee (either may be zero). Their journal refs name
+// the channel and index, so the same step can never be paid twice even if
+// a bug got past the channel row lock.
+func (l *Ledger) payoutTransfers(ch Channel, index int64, now time.Time) (toPayee, toFee Transfer, err error) {
+	amount, err := mul(index-ch.Redeemed, ch.Unit) // <= Length*Unit, checked at open
+	if err != nil {
+		return Transfer{}, Transfer{}, err
+	}
+	f := fee(amount, l.cfg.FeeBasisPoints)
+	escrow := escrowOf(ch.ID)
+	suffix := fmt.Sprintf("%s:%d", ch.ID, index)
+	toPayee = Transfer{From: escrow, To: ch.Payee, Amount: amount - f, Ref: "pay:" + suffix, At: now}
+	toFee = Transfer{From: escrow, To: l.cfg.FeeAccount, Amount: f, Ref: "fee:" + suffix, At: now}
+	return toPayee, toFee, nil
 }
 
 // ensureFeeAccount creates the fee account on first use, so a deployment
@@ -341,18 +353,27 @@ func (l *Ledger) Close(ctx context.Context, channelID string, by AccountID, now 
 // closeChannel returns an open channel's rest to the payer and marks it
 // closed.
 func closeChannel(ctx context.Context, tx Tx, ch Channel, now time.Time) (int64, error) {
-	refund, err := mul(ch.Length-ch.Redeemed, ch.Unit)
+	refund, err := refundTransfer(ch, now)
 	if err != nil {
 		return 0, err
 	}
-	if refund > 0 {
-		t := Transfer{From: escrowOf(ch.ID), To: ch.Payer, Amount: refund, Ref: "refund:" + ch.ID, At: now}
-		if err := tx.Transfer(ctx, t); err != nil {
+	if refund.Amount > 0 {
+		if err := tx.Transfer(ctx, refund); err != nil {
 			return 0, err
 		}
 	}
 	ch.State = StateClosed
-	return refund, tx.UpdateChannel(ctx, ch)
+	return refund.Amount, tx.UpdateChannel(ctx, ch)
+}
+
+// refundTransfer returns what is left in ch's escrow to the payer (the
+// amount may be zero).
+func refundTransfer(ch Channel, now time.Time) (Transfer, error) {
+	refund, err := mul(ch.Length-ch.Redeemed, ch.Unit)
+	if err != nil {
+		return Transfer{}, err
+	}
+	return Transfer{From: escrowOf(ch.ID), To: ch.Payer, Amount: refund, Ref: "refund:" + ch.ID, At: now}, nil
 }
 
 // ExpireChannels closes every open channel whose Expiry+ExpiryGrace is at

@@ -46,17 +46,22 @@ type Settled struct {
 // a channel that could not be redeemed is not closed, or the payments it
 // carried would go back to the payer. Only the payee may redeem; anyone
 // may close as Close allows. A channel whose redemption needs a long
-// chain walk is settled after the transaction by Redeem and Close, so the
-// walk holds no lock. The error is for the call as a whole (a store
-// failure); then nothing was committed, and repeating the call is
-// harmless, as it is after success.
+// chain walk is settled after the transaction by Redeem and Close (with
+// every later settlement of it), so the walk holds no lock. The error is
+// for the call as a whole: a store failure on any channel commits
+// nothing, and repeating the call is harmless, as it is after success.
+//
+// On PostgreSQL the transaction takes its row locks in an order no other
+// ledger transaction contradicts, so it cannot deadlock with them: first
+// every channel, by ID (each checked, preimages verified, before any
+// money moves), then the customers paid, by ID, then the fee account, as
+// single redemptions do (channel, payee, fees), closes (channel, payer)
+// and opens (payer). Escrow rows belong to their channel's lock.
 func (l *Ledger) Settle(ctx context.Context, by AccountID, items []Settlement, now time.Time) ([]Settled, error) {
 	if l.cfgErr != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, l.cfgErr)
 	}
 	out := make([]Settled, len(items))
-	// Rows are locked in channel order, so two settlements sharing
-	// channels (on PostgreSQL) cannot deadlock.
 	order := make([]int, 0, len(items))
 	for i, it := range items {
 		switch {
@@ -68,23 +73,28 @@ func (l *Ledger) Settle(ctx context.Context, by AccountID, items []Settlement, n
 			order = append(order, i)
 		}
 	}
+	if len(order) == 0 {
+		return out, nil
+	}
 	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(items[a].Channel, items[b].Channel) })
-	var long []int // redemptions whose chain walk is done outside
+	var long []int // settled outside, in order, after the transaction
 	var charged bool
 	err := l.store.InTx(ctx, func(tx Tx) error {
 		long, charged = long[:0], false
+		p := settlePlan{l: l, by: by, now: now, chs: map[string]*Channel{}, outside: map[string]bool{}}
 		for _, i := range order {
 			out[i] = Settled{}
-			walk, c, err := l.settleOne(ctx, tx, by, items[i], now, &out[i])
+			outside, err := p.add(ctx, tx, items[i], &out[i])
 			if err != nil {
 				return err // the store failed: nothing commits
 			}
-			charged = charged || c
-			if walk {
+			if outside {
 				long = append(long, i)
 			}
 		}
-		return nil
+		var err error
+		charged, err = p.execute(ctx, tx)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("settle %d channels: %w", len(items), err)
@@ -95,10 +105,12 @@ func (l *Ledger) Settle(ctx context.Context, by AccountID, items []Settlement, n
 	for _, i := range long {
 		it, res := items[i], &out[i]
 		*res = Settled{}
-		if res.Paid, res.Err = l.Redeem(ctx, it.Channel, it.Index, it.Preimage, now); res.Err != nil {
-			continue
+		if it.Index > 0 {
+			if res.Paid, res.Err = l.Redeem(ctx, it.Channel, it.Index, it.Preimage, now); res.Err != nil {
+				continue
+			}
+			res.Redeemed = it.Index
 		}
-		res.Redeemed = it.Index
 		if it.Close {
 			if res.Refund, res.Err = l.Close(ctx, it.Channel, by, now); res.Err == nil {
 				res.Closed = true
@@ -108,61 +120,127 @@ func (l *Ledger) Settle(ctx context.Context, by AccountID, items []Settlement, n
 	return out, nil
 }
 
-// settleOne does one Settlement within tx. Refusals go to res.Err; the
-// error returned is a store failure, which aborts the transaction. walk
-// reports a redemption left for outside the transaction (its chain walk
-// is too long to do under the lock), charged that a fee was paid.
-func (l *Ledger) settleOne(ctx context.Context, tx Tx, by AccountID, it Settlement, now time.Time, res *Settled) (walk, charged bool, err error) {
-	ch, err := tx.Channel(ctx, it.Channel, true)
-	if errors.Is(err, ErrNotFound) {
-		res.Err = fmt.Errorf("settle channel %s: %w", it.Channel, err)
-		return false, false, nil
+// settlePlan collects what a Settle transaction changes, so that the rows
+// are written in the lock order Settle promises.
+type settlePlan struct {
+	l       *Ledger
+	by      AccountID
+	now     time.Time
+	chs     map[string]*Channel // locked channels, as the plan leaves them
+	changed []string            // channels to write back, in lock order
+	outside map[string]bool     // channels settled after the transaction
+	toCust  []Transfer          // escrow to payee or payer
+	toFee   []Transfer          // escrow to the fee account
+}
+
+// add checks one Settlement against the channel as the plan leaves it and
+// plans its transfers. Refusals go to res.Err; the error returned is a
+// store failure. outside reports a settlement left for after the
+// transaction: a redemption whose chain walk is too long to do under the
+// lock, or any later settlement of such a channel.
+func (p *settlePlan) add(ctx context.Context, tx Tx, it Settlement, res *Settled) (outside bool, err error) {
+	ch := p.chs[it.Channel]
+	if ch == nil {
+		c, err := tx.Channel(ctx, it.Channel, true)
+		if errors.Is(err, ErrNotFound) {
+			res.Err = fmt.Errorf("settle channel %s: %w", it.Channel, err)
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		ch = &c
+		p.chs[it.Channel] = ch
 	}
-	if err != nil {
-		return false, false, err
+	if p.outside[it.Channel] {
+		return true, nil
 	}
-	refuse := func(e error) (bool, bool, error) {
+	refuse := func(e error) (bool, error) {
 		res.Err = fmt.Errorf("settle channel %s: %w", it.Channel, e)
-		return false, charged, nil
+		return false, nil
 	}
 	if it.Index > ch.Redeemed {
-		if by != ch.Payee {
+		if p.by != ch.Payee {
 			return refuse(fmt.Errorf("%w: only the payee may redeem", ErrForbidden))
 		}
-		if err := l.redeemable(ch, it.Index, now); err != nil {
+		if err := p.l.redeemable(*ch, it.Index, p.now); err != nil {
 			return refuse(err)
 		}
 		if it.Index-ch.Redeemed > inlineVerifySteps {
-			return true, false, nil
+			p.outside[it.Channel] = true
+			return true, nil
 		}
-		if err := verifyPreimage(ch, it.Index, it.Preimage); err != nil {
+		if err := verifyPreimage(*ch, it.Index, it.Preimage); err != nil {
 			return refuse(err)
 		}
-		next := ch
-		next.Redeemed, next.Last = it.Index, it.Preimage
-		if err := tx.UpdateChannel(ctx, next); err != nil {
-			return false, false, err
+		toPayee, toFee, err := p.l.payoutTransfers(*ch, it.Index, p.now)
+		if err != nil {
+			return false, err
 		}
-		if res.Paid, charged, err = l.payOut(ctx, tx, ch, it.Index, now); err != nil {
-			return false, false, err
-		}
-		ch = next
+		p.toCust = append(p.toCust, toPayee)
+		p.toFee = append(p.toFee, toFee)
+		res.Paid = toPayee.Amount
+		ch.Redeemed, ch.Last = it.Index, it.Preimage
+		p.change(ch.ID)
 	}
 	res.Redeemed = ch.Redeemed
 	if !it.Close {
-		return false, charged, nil
+		return false, nil
 	}
-	if ch.State == StateClosed {
-		res.Closed = true
-		res.Refund, err = mul(ch.Length-ch.Redeemed, ch.Unit)
-		return false, charged, err
-	}
-	if by != ch.Payee && now.Before(ch.Expiry.Add(l.cfg.ExpiryGrace)) {
-		return refuse(fmt.Errorf("%w: only the payee may close before %s", ErrForbidden, ch.Expiry.Add(l.cfg.ExpiryGrace)))
-	}
-	if res.Refund, err = closeChannel(ctx, tx, ch, now); err != nil {
-		return false, false, err
+	if ch.State != StateClosed {
+		if p.by != ch.Payee && p.now.Before(ch.Expiry.Add(p.l.cfg.ExpiryGrace)) {
+			return refuse(fmt.Errorf("%w: only the payee may close before %s", ErrForbidden, ch.Expiry.Add(p.l.cfg.ExpiryGrace)))
+		}
+		refund, err := refundTransfer(*ch, p.now)
+		if err != nil {
+			return false, err
+		}
+		p.toCust = append(p.toCust, refund)
+		ch.State = StateClosed
+		p.change(ch.ID)
 	}
 	res.Closed = true
-	return false, charged, nil
+	res.Refund, err = mul(ch.Length-ch.Redeemed, ch.Unit)
+	return false, err
+}
+
+// change marks a channel for writing back (channels are added in lock
+// order).
+func (p *settlePlan) change(id string) {
+	if len(p.changed) == 0 || p.changed[len(p.changed)-1] != id {
+		p.changed = append(p.changed, id)
+	}
+}
+
+// execute writes the plan: the channels, then the customers' transfers by
+// recipient, then the fees. It reports whether a fee was charged.
+func (p *settlePlan) execute(ctx context.Context, tx Tx) (charged bool, err error) {
+	for _, id := range p.changed {
+		if err := tx.UpdateChannel(ctx, *p.chs[id]); err != nil {
+			return false, err
+		}
+	}
+	slices.SortStableFunc(p.toCust, func(a, b Transfer) int { return cmp.Compare(a.To, b.To) })
+	for _, t := range p.toCust {
+		if t.Amount > 0 {
+			if err := tx.Transfer(ctx, t); err != nil {
+				return false, err
+			}
+		}
+	}
+	for _, t := range p.toFee {
+		if t.Amount == 0 {
+			continue
+		}
+		if !charged {
+			if err := p.l.ensureFeeAccount(ctx, tx, p.now); err != nil {
+				return false, err
+			}
+			charged = true
+		}
+		if err := tx.Transfer(ctx, t); err != nil {
+			return false, err
+		}
+	}
+	return charged, nil
 }

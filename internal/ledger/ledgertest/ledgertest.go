@@ -60,6 +60,7 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentIdempotentOpen", testConcurrentIdempotentOpen},
 		{"ConcurrentLongRedeem", testConcurrentLongRedeem},
 		{"ConcurrentSettle", testConcurrentSettle},
+		{"CrossingSettle", testCrossingSettle},
 		{"Property", testProperty},
 		{"Complaints", testComplaints},
 		{"HostileComplaints", testHostileComplaints},

@@ -131,6 +131,20 @@ func testSettle(t *testing.T, open Opener) {
 	f.wantBalance("payer", before)
 	f.conserved(minted)
 
+	// A long redemption (settled after the transaction) and a close of
+	// the same channel in one batch: the close waits for the redemption.
+	longToo, c9 := f.open("s9", "payer", "payee", 10_000, 1, expiry)
+	got, err = f.l.Settle(f.ctx, "payee", []ledger.Settlement{
+		{Channel: longToo.ID, Index: 4_500, Preimage: pre(t, c9, 4_500)},
+		{Channel: longToo.ID, Close: true},
+	}, now)
+	if err != nil || got[0].Err != nil || got[0].Paid != paid(4_500) || got[1].Err != nil || !got[1].Closed || got[1].Refund != 5_500 {
+		t.Fatalf("long redemption then close: %+v, %v", got, err)
+	}
+	earned += paid(4_500)
+	f.wantBalance("payee", earned)
+	f.conserved(minted)
+
 	// A redemption refused for expiry leaves the channel open: closing it
 	// would hand the payments it carried back to the payer.
 	got, err = f.l.Settle(f.ctx, "payee", []ledger.Settlement{{Channel: badPreimage.ID, Index: 30, Preimage: pre(t, c3, 30), Close: true}}, late)
@@ -192,4 +206,98 @@ func testConcurrentSettle(t *testing.T, open Opener) {
 		t.Fatalf("payer+payee+fees hold %d of 1000000", got)
 	}
 	f.conserved(1_000_000)
+}
+
+// testCrossingSettle settles at once, on many goroutines, batches of two
+// accounts that pay each other (each batch pays one and refunds the
+// other), single redemptions and closes, and opens: every call succeeds
+// and the money adds up. On PostgreSQL, batches taking their locks in the
+// order of their channels deadlocked here against each other and against
+// single redemptions (resolved, slowly, by retrying).
+func testCrossingSettle(t *testing.T, open Opener) {
+	cfg := testConfig()
+	f := newFixture(t, open, cfg)
+	accts := []ledger.AccountID{"a", "b", "c"}
+	for _, a := range accts {
+		f.customer(a, 1_000_000)
+	}
+	type chn struct {
+		ch    ledger.Channel
+		chain *hashchain.Chain
+	}
+	const perPair = 4
+	var chs []chn
+	for i, payer := range accts {
+		for j, payee := range accts {
+			if i == j {
+				continue
+			}
+			for k := range perPair {
+				ch, c := f.open(fmt.Sprintf("x%d%d%d", i, j, k), payer, payee, 100, 3, t0.Add(time.Hour))
+				chs = append(chs, chn{ch, c})
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		errs = append(errs, err)
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, payee := range accts {
+		var batch []ledger.Settlement
+		var singles []chn
+		for _, c := range chs {
+			if c.ch.Payee != payee {
+				continue
+			}
+			if rng.IntN(3) == 0 {
+				singles = append(singles, c)
+				continue
+			}
+			idx := 1 + rng.Int64N(100)
+			batch = append(batch, ledger.Settlement{Channel: c.ch.ID, Index: idx, Preimage: pre(t, c.chain, idx), Close: rng.IntN(2) == 0})
+		}
+		rng.Shuffle(len(batch), func(i, j int) { batch[i], batch[j] = batch[j], batch[i] })
+		wg.Go(func() {
+			res, err := f.l.Settle(f.ctx, payee, batch, t0)
+			if err != nil {
+				fail(err)
+				return
+			}
+			for _, r := range res {
+				if r.Err != nil {
+					fail(r.Err)
+				}
+			}
+		})
+		for _, c := range singles {
+			wg.Go(func() {
+				idx := 1 + rng.Int64N(100)
+				if _, err := f.l.Redeem(f.ctx, c.ch.ID, idx, pre(t, c.chain, idx), t0); err != nil {
+					fail(err)
+				}
+				if _, err := f.l.Close(f.ctx, c.ch.ID, payee, t0); err != nil {
+					fail(err)
+				}
+			})
+		}
+	}
+	for i, payer := range accts {
+		wg.Go(func() {
+			if _, err := f.l.OpenChannel(f.ctx, fmt.Sprintf("late%d", i), ledger.Channel{
+				Payer: payer, Payee: accts[(i+1)%len(accts)], Root: [32]byte{1}, Length: 10, Unit: 1, Expiry: t0.Add(time.Hour),
+			}, t0); err != nil {
+				fail(err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	f.conserved(3_000_000)
 }

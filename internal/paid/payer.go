@@ -86,10 +86,13 @@ const (
 // within what is left to buy (see ensureChannel).
 const firstChannelBytes = 16 << 20
 
-// provenBytes is what an uploader must have been paid for before its
-// channels are refilled early to keep refillHeadroomBytes in reserve:
+// provenBytes is what an uploader must have delivered (verified) before
+// its channels are refilled early to keep refillHeadroomBytes in reserve:
 // until then a channel is refilled only once a quarter of it is spent,
 // so one delivered piece does not make us lock another full channel.
+// Delivered, not paid for: payments trail deliveries by a batch, and a
+// fast uploader counting on them used up a first channel before the
+// second was opened.
 const provenBytes = 4 << 20
 
 // minChannelValue is the smallest channel worth a broker round trip.
@@ -318,15 +321,21 @@ func (s *Session) ensureChannel(account string) {
 		// that never did, or stopped after one, must not make us lock
 		// more than its first channel.
 		headroom, err := terms.PriceFor(refillHeadroomBytes, price)
-		proven, perr := terms.PriceFor(provenBytes, price)
-		if err != nil || perr != nil || s.tab.PaidTo(account) < max(proven, 1) {
+		if err != nil || s.tab.ReceivedBytes(account) < provenBytes {
 			headroom = 0
 		}
-		if rem := po.current.remaining(); rem*refillDen >= po.current.chain.Length()*refillNum {
-			if rem >= headroom {
-				return
-			}
+		rem := po.current.remaining()
+		quarterSpent := rem*refillDen < po.current.chain.Length()*refillNum
+		switch {
+		case !quarterSpent && rem >= headroom:
+			return
+		case !quarterSpent:
 			forHeadroom = true
+		case headroom > 0 && rem >= headroom:
+			// A full-size channel a quarter spent still holds the
+			// headroom: refilling it now would lock a channel the
+			// payee may never reach.
+			return
 		}
 		// Near the end of the purchase: no new lock if the current
 		// channel covers all that is left to buy from anyone. One unit

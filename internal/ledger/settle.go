@@ -44,10 +44,12 @@ type Settled struct {
 // instead of two per channel. Each channel succeeds or fails on its own
 // (a wrong preimage or an expired channel spoils only its own result), and
 // a channel that could not be redeemed is not closed, or the payments it
-// carried would go back to the payer. Only the payee may redeem; anyone
+// carried would go back to the payer (nor by a later settlement of it in
+// the same batch). Only the payee may redeem; anyone
 // may close as Close allows. A channel whose redemption needs a long
-// chain walk is settled after the transaction by Redeem and Close (with
-// every later settlement of it), so the walk holds no lock. The error is
+// chain walk (or would take the batch's walks beyond maxInlineSteps) is
+// settled after the transaction by Redeem and Close, with every later
+// settlement of it, so the walk holds no lock. The error is
 // for the call as a whole: a store failure on any channel commits
 // nothing, and repeating the call is harmless, as it is after success.
 //
@@ -81,7 +83,7 @@ func (l *Ledger) Settle(ctx context.Context, by AccountID, items []Settlement, n
 	var charged bool
 	err := l.store.InTx(ctx, func(tx Tx) error {
 		long, charged = long[:0], false
-		p := settlePlan{l: l, by: by, now: now, chs: map[string]*Channel{}, outside: map[string]bool{}}
+		p := settlePlan{l: l, by: by, now: now, chs: map[string]*Channel{}, outside: map[string]bool{}, refused: map[string]bool{}}
 		for _, i := range order {
 			out[i] = Settled{}
 			outside, err := p.add(ctx, tx, items[i], &out[i])
@@ -102,11 +104,17 @@ func (l *Ledger) Settle(ctx context.Context, by AccountID, items []Settlement, n
 	if charged {
 		l.feeAccountExists.Store(true)
 	}
+	refused := map[string]bool{}
 	for _, i := range long {
 		it, res := items[i], &out[i]
 		*res = Settled{}
+		if refused[it.Channel] && it.Close {
+			res.Err = errEarlierRefused(it.Channel)
+			continue
+		}
 		if it.Index > 0 {
 			if res.Paid, res.Err = l.Redeem(ctx, it.Channel, it.Index, it.Preimage, now); res.Err != nil {
+				refused[it.Channel] = true
 				continue
 			}
 			res.Redeemed = it.Index
@@ -120,6 +128,19 @@ func (l *Ledger) Settle(ctx context.Context, by AccountID, items []Settlement, n
 	return out, nil
 }
 
+// errEarlierRefused refuses to close a channel whose redemption earlier
+// in the same batch was refused: closing it would return the payments it
+// carried to the payer.
+func errEarlierRefused(channel string) error {
+	return fmt.Errorf("settle channel %s: %w: its redemption earlier in this batch was refused", channel, ErrInvalid)
+}
+
+// maxInlineSteps bounds the chain steps one Settle transaction verifies
+// while it holds its channels (and, on SQLite, the one writer): four
+// times what a single Redeem walks under its lock. Beyond it, channels
+// are settled after the transaction.
+const maxInlineSteps = 4 * inlineVerifySteps
+
 // settlePlan collects what a Settle transaction changes, so that the rows
 // are written in the lock order Settle promises.
 type settlePlan struct {
@@ -129,6 +150,8 @@ type settlePlan struct {
 	chs     map[string]*Channel // locked channels, as the plan leaves them
 	changed []string            // channels to write back, in lock order
 	outside map[string]bool     // channels settled after the transaction
+	refused map[string]bool     // channels whose redemption was refused
+	steps   int64               // chain steps verified so far
 	toCust  []Transfer          // escrow to payee or payer
 	toFee   []Transfer          // escrow to the fee account
 }
@@ -155,8 +178,15 @@ func (p *settlePlan) add(ctx context.Context, tx Tx, it Settlement, res *Settled
 	if p.outside[it.Channel] {
 		return true, nil
 	}
+	if p.refused[it.Channel] && it.Close {
+		res.Err = errEarlierRefused(it.Channel)
+		return false, nil
+	}
 	refuse := func(e error) (bool, error) {
 		res.Err = fmt.Errorf("settle channel %s: %w", it.Channel, e)
+		if it.Index > ch.Redeemed {
+			p.refused[it.Channel] = true
+		}
 		return false, nil
 	}
 	if it.Index > ch.Redeemed {
@@ -166,10 +196,11 @@ func (p *settlePlan) add(ctx context.Context, tx Tx, it Settlement, res *Settled
 		if err := p.l.redeemable(*ch, it.Index, p.now); err != nil {
 			return refuse(err)
 		}
-		if it.Index-ch.Redeemed > inlineVerifySteps {
+		if steps := it.Index - ch.Redeemed; steps > inlineVerifySteps || p.steps+steps > maxInlineSteps {
 			p.outside[it.Channel] = true
 			return true, nil
 		}
+		p.steps += it.Index - ch.Redeemed
 		if err := verifyPreimage(*ch, it.Index, it.Preimage); err != nil {
 			return refuse(err)
 		}

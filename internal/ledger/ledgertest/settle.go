@@ -1,10 +1,12 @@
 package ledgertest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -145,6 +147,26 @@ func testSettle(t *testing.T, open Opener) {
 	f.wantBalance("payee", earned)
 	f.conserved(minted)
 
+	// A close after a refused redemption of the same channel in one
+	// batch is refused too, in the transaction and outside it.
+	for _, index := range []int64{30, 4_600} {
+		ch, c := f.open(fmt.Sprintf("refused%d", index), "payer", "payee", 10_000, 1, expiry)
+		got, err = f.l.Settle(f.ctx, "payee", []ledger.Settlement{
+			{Channel: ch.ID, Index: index, Preimage: pre(t, c, index-1)},
+			{Channel: ch.ID, Close: true},
+		}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantErr(t, got[0].Err, ledger.ErrBadPreimage, "a bad preimage")
+		wantErr(t, got[1].Err, ledger.ErrInvalid, "a close after a refused redemption")
+		if ch, err := f.l.Channel(f.ctx, ch.ID); err != nil || ch.State != ledger.StateOpen {
+			t.Fatalf("channel after a refused redemption and a close: %+v, %v", ch, err)
+		}
+	}
+	f.wantBalance("payee", earned)
+	f.conserved(minted)
+
 	// A redemption refused for expiry leaves the channel open: closing it
 	// would hand the payments it carried back to the payer.
 	got, err = f.l.Settle(f.ctx, "payee", []ledger.Settlement{{Channel: badPreimage.ID, Index: 30, Preimage: pre(t, c3, 30), Close: true}}, late)
@@ -216,11 +238,19 @@ func testConcurrentSettle(t *testing.T, open Opener) {
 // single redemptions (resolved, slowly, by retrying).
 func testCrossingSettle(t *testing.T, open Opener) {
 	cfg := testConfig()
-	f := newFixture(t, open, cfg)
+	store := &retryCounter{Store: open(t)}
+	f := &fixture{tb: t, ctx: context.Background(), l: ledger.New(store, cfg), cfg: cfg}
 	accts := []ledger.AccountID{"a", "b", "c"}
 	for _, a := range accts {
 		f.customer(a, 1_000_000)
 	}
+	// The fee account exists before the race (creating it is a unique-key
+	// race the store retries, as designed).
+	warm, wc := f.open("warm", "a", "b", 100, 100, t0.Add(time.Hour))
+	if _, err := f.l.Redeem(f.ctx, warm.ID, 1, pre(t, wc, 1), t0); err != nil {
+		t.Fatal(err)
+	}
+	store.retries.Store(0)
 	type chn struct {
 		ch    ledger.Channel
 		chain *hashchain.Chain
@@ -275,8 +305,8 @@ func testCrossingSettle(t *testing.T, open Opener) {
 			}
 		})
 		for _, c := range singles {
+			idx := 1 + rng.Int64N(100)
 			wg.Go(func() {
-				idx := 1 + rng.Int64N(100)
 				if _, err := f.l.Redeem(f.ctx, c.ch.ID, idx, pre(t, c.chain, idx), t0); err != nil {
 					fail(err)
 				}
@@ -299,5 +329,28 @@ func testCrossingSettle(t *testing.T, open Opener) {
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
+	// Retries hide deadlocks (PostgreSQL breaks them after a second, and
+	// the store runs the loser again): there must have been none.
+	if n := store.retries.Load(); n > 0 {
+		t.Fatalf("%d transactions ran again (deadlocks or lock conflicts)", n)
+	}
 	f.conserved(3_000_000)
+}
+
+// retryCounter is a Store that counts the transactions it had to run more
+// than once (a deadlock, a serialisation failure or a unique-key race).
+type retryCounter struct {
+	ledger.Store
+	retries atomic.Int64
+}
+
+// InTx runs fn through the store, counting the runs after the first.
+func (r *retryCounter) InTx(ctx context.Context, fn func(ledger.Tx) error) error {
+	runs := 0
+	return r.Store.InTx(ctx, func(tx ledger.Tx) error {
+		if runs++; runs > 1 {
+			r.retries.Add(1)
+		}
+		return fn(tx)
+	})
 }

@@ -254,8 +254,10 @@ func (n *Node) close() error {
 		n.pay.Settle(ctx)
 		cancel()
 	}
+	// The announcer sends "stopped" while we disconnect, redeem and
+	// flush: each of those waits on its own, and a tracker that is also
+	// the (busy) broker made the exit of a paid download wait twice.
 	n.cancel()
-	n.wg.Wait()
 	err := n.client.Close()
 	payClosed := make(chan error, 1)
 	if n.pay != nil {
@@ -275,6 +277,10 @@ func (n *Node) close() error {
 	if perr := <-payClosed; err == nil {
 		err = perr
 	}
+	n.wg.Wait()
+	// The "stopped" announce may have opened a connection after the
+	// client closed its idle ones.
+	n.client.HTTPClient().CloseIdleConnections()
 	if n.broker != nil {
 		n.broker.CloseIdleConnections()
 	}

@@ -25,6 +25,10 @@
 #   PIECE_LENGTH  piece length in bytes (default 262144)
 #   LEECHERS      leechers in the second scenario (default 4)
 #   ROUNDS        runs of each (scenario, mode) (default 3)
+#   WARMUP        unrecorded runs (plain, then paid) of the first scenario
+#                 before round 1 (default 1): the first run after start-up
+#                 took up to 2.5 times as long (fresh /dev/shm pages, cold
+#                 caches), which skewed round 1 and its profiles
 #   SCENARIOS     which scenarios, default "1 4"
 #   PRICE         units per MiB of the paid class (default 30)
 #   BENCH_DIR     where the data goes (default /dev/shm when it has room)
@@ -44,6 +48,7 @@ SIZE_MIB=${SIZE_MIB:-256}
 PIECE_LENGTH=${PIECE_LENGTH:-262144}
 LEECHERS=${LEECHERS:-4}
 ROUNDS=${ROUNDS:-3}
+WARMUP=${WARMUP:-1}
 SCENARIOS=${SCENARIOS:-1 4}
 PRICE=${PRICE:-30}
 SIZE=$((SIZE_MIB * 1024 * 1024))
@@ -52,6 +57,7 @@ die() { echo "bench: $*" >&2; exit 1; }
 
 [ -x /usr/bin/time ] || die "/usr/bin/time is missing (Debian package 'time')"
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
+[[ "$WARMUP" =~ ^[0-9]+$ ]] || die "WARMUP must be a non-negative integer"
 # CPU pinning (optional): a real provider runs on its own machine, so on a
 # host with cores to spare its broker work can be kept off the peers'.
 PROVIDER_PIN=()
@@ -154,7 +160,7 @@ for ((i = 1; i <= LEECHERS; i++)); do
     acct=$(account "leecher$i")
     # Enough for every round's downloads several times over.
     "$FG" mint --provider-key "$WORK/provider/provider.key" --broker "$BROKER" \
-        "$acct" $((2 * ROUNDS * (SIZE_MIB + 64) * PRICE + 100000)) >/dev/null
+        "$acct" $((2 * (ROUNDS + WARMUP) * (SIZE_MIB + 64) * PRICE + 100000)) >/dev/null
 done
 
 # ------------------------------------------------------------- content
@@ -224,6 +230,7 @@ run_once() {
     done
     kill -INT "$seed"
     wait "$seed" || die "$tag: the seeder failed on exit: $(tail -n 3 "$WORK/$tag-seed.log")"
+    [ "$ROUND" -gt 0 ] || return 0 # a warm-up run: checked, not recorded
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$mode" "$ROUND" \
         "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')" \
         "$(awk -v a="$t0" -v b="$t1" -v s="$SIZE" -v n="$n" 'BEGIN{printf "%.1f", n*s/1048576/(b-a)}')" \
@@ -236,10 +243,19 @@ run_once() {
     fi
 }
 
+for n in $SCENARIOS; do
+    [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "scenario $n: want a leecher count"
+    [ "$n" -le "$LEECHERS" ] || die "scenario $n: only $LEECHERS leecher accounts (LEECHERS)"
+done
+ROUND=0
+for ((w = 1; w <= WARMUP; w++)); do
+    for mode in plain paid; do
+        echo "warm-up $w: 1 seeder -> ${SCENARIOS%% *} leecher(s), $mode (not recorded) ..."
+        run_once "${SCENARIOS%% *}" "$mode"
+    done
+done
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     for n in $SCENARIOS; do
-        [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "scenario $n: want a leecher count"
-        [ "$n" -le "$LEECHERS" ] || die "scenario $n: only $LEECHERS leecher accounts (LEECHERS)"
         if ((ROUND % 2)); then order="plain paid"; else order="paid plain"; fi
         for mode in $order; do
             echo "round $ROUND: 1 seeder -> $n leecher(s), $mode ..."

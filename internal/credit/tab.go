@@ -64,6 +64,22 @@ func (t *Tab) Paid(account string, units int64) error {
 	return nil
 }
 
+// Refunded records units paid to account that did not reach it: payments
+// on a channel the payee had closed, which the broker returned to us with
+// the rest of the channel. They are due again.
+func (t *Tab) Refunded(account string, units int64) error {
+	if err := checkAccount(account); err != nil {
+		return err
+	}
+	d := t.accounts[account]
+	if units < 0 || d == nil || units > d.paid {
+		return fmt.Errorf("%w: refund of %d units of %d paid to %q", ErrNegative, units, t.PaidTo(account), account)
+	}
+	d.paid -= units
+	t.spent -= units
+	return nil
+}
+
 // Owed is the value of everything received from account, in whole units:
 // floor(exact total value), see Owed the function.
 func (t *Tab) Owed(account string) int64 {

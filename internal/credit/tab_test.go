@@ -108,3 +108,32 @@ func TestTabRejectsBadInputAndNeverWraps(t *testing.T) {
 		t.Fatalf("a refused payment was recorded: spent %d", tab.Spent())
 	}
 }
+
+// Units paid on a channel the payee had closed come back as due, and no
+// more than was paid can come back.
+func TestTabRefundedIsDueAgain(t *testing.T) {
+	tab := NewTab()
+	if err := tab.Received("up", 1<<20, 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.Paid("up", 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.Refunded("up", 30); err != nil {
+		t.Fatal(err)
+	}
+	if due, spent := tab.Due("up"), tab.Spent(); due != 30 || spent != 70 {
+		t.Fatalf("after a refund of 30: due %d, spent %d; want 30 and 70", due, spent)
+	}
+	for _, bad := range []int64{71, -1} {
+		if err := tab.Refunded("up", bad); !errors.Is(err, ErrNegative) {
+			t.Fatalf("refund of %d: %v", bad, err)
+		}
+	}
+	if err := tab.Refunded("stranger", 1); err == nil {
+		t.Fatal("a refund from an account never paid was accepted")
+	}
+	if tab.PaidTo("up") != 70 {
+		t.Fatalf("a refused refund changed the tab: paid %d", tab.PaidTo("up"))
+	}
+}

@@ -44,6 +44,15 @@ func (b brokerClient) Redeem(ctx context.Context, rs []Redemption) ([]Redemption
 	return out, err
 }
 
+func (b brokerClient) Channel(ctx context.Context, id string) (ChannelState, error) {
+	resp, err := b.c.Channel(ctx, id)
+	if err != nil {
+		return ChannelState{}, err
+	}
+	c := resp.Channel
+	return ChannelState{Payer: c.Payer, Payee: c.Payee, Redeemed: c.Redeemed, Closed: c.State == ledger.StateClosed}, nil
+}
+
 func (b brokerClient) Complain(ctx context.Context, c Complaint) error {
 	req := broker.ComplaintRequest{Account: c.Account, InfoHash: c.InfoHash.String(), Owed: c.Owed, Paid: c.Paid, Reason: broker.ReasonUnpaid}
 	for id, idx := range c.Channels {

@@ -26,6 +26,7 @@ func FuzzDecodeMessage(f *testing.F) {
 		{Type: typePay, Channel: "ch", Index: 7, Preimage: make([]byte, 32)},
 		{Type: typeInvoice, Owed: 10, Paid: 3},
 		{Type: typeRefuse, Code: "unpaid", Reason: "unpaid 12 units"},
+		{Type: typeClosed, Channel: "ch", Index: 12},
 	} {
 		f.Add(m.encode())
 	}
@@ -83,6 +84,9 @@ func (b fakeBroker) Open(_ context.Context, _ string, payee string, root identit
 }
 func (fakeBroker) Redeem(context.Context, []Redemption) ([]RedemptionResult, error) {
 	return nil, errors.New("fake broker: no redemptions")
+}
+func (fakeBroker) Channel(context.Context, string) (ChannelState, error) {
+	return ChannelState{}, errors.New("fake broker: no channel lookups")
 }
 
 // fuzzWorld is a session, an authenticated fake peer and a channel the
@@ -165,6 +169,7 @@ func FuzzSessionMessage(f *testing.F) {
 	f.Add(message{Type: typeChannel, Voucher: w.vb}.encode(), w.pay(5))
 	f.Add(w.pay(3), w.pay(3))
 	f.Add(message{Type: typeInvoice, Owed: 100}.encode(), message{Type: typeRefuse, Code: "x"}.encode())
+	f.Add(message{Type: typeClosed, Channel: "ch-fuzz", Index: 3}.encode(), w.pay(1))
 	f.Add([]byte("d1:t4:auth3:sig64:"+string(make([]byte, 64))+"e"), []byte("de"))
 	w.sess.Close()
 	f.Fuzz(func(t *testing.T, a, b []byte) {

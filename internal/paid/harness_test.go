@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -236,6 +237,7 @@ func (s *swarm) start(o peerOpts) *peer {
 		MaxSpend:     o.maxSpend,
 		Now:          o.now,
 		Free:         o.free,
+		Logger:       debugLogger(o.acct.id),
 	})
 	if err != nil {
 		s.t.Fatal(err)
@@ -637,4 +639,14 @@ func valueOf(bytes int64) int64 { return (bytes*tPrice + (1<<20 - 1)) >> 20 }
 func (h *hostile) remote() netip.AddrPort {
 	ap, _ := netip.ParseAddrPort(h.nc.RemoteAddr().String())
 	return ap
+}
+
+// debugLogger logs a test peer's payment events to stderr when
+// FLOODGATE_TEST_LOG is set (go test -v -run NAME), tagged with its
+// account; otherwise the session discards them.
+func debugLogger(id string) *slog.Logger {
+	if os.Getenv("FLOODGATE_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("me", id[:6])
 }

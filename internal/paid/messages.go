@@ -34,6 +34,7 @@ const (
 	typeInvoice = "invoice"
 	typeRefuse  = "refuse"
 	typeFailed  = "failed"
+	typeClosed  = "closed"
 )
 
 // message is the union of every Floodgate extension message; t says which
@@ -46,6 +47,8 @@ type message struct {
 	// channel: the broker-signed voucher (identity.Voucher binary form).
 	Voucher []byte `bencode:"v,omitempty"`
 	// pay: channel id, chain index and the preimage at that index.
+	// closed: the channel the sender (its payee) closed, and the index
+	// the broker redeemed it to: later payments on it were not counted.
 	Channel  string `bencode:"ch,omitempty"`
 	Index    int64  `bencode:"i,omitempty"`
 	Preimage []byte `bencode:"p,omitempty"`
@@ -64,6 +67,10 @@ type message struct {
 // maxFailedBytes bounds the bytes one "failed" message may name: a piece
 // is at most 64 MiB (metainfo.MaxPieceLength).
 const maxFailedBytes = 64 << 20
+
+// maxChannelID bounds a channel id in a closed message (the broker's are
+// 32 hex digits).
+const maxChannelID = 64
 
 // ErrBadMessage is wrapped by every decoding failure; the engine closes the
 // connection on it.
@@ -104,6 +111,10 @@ func decodeMessage(b []byte) (message, error) {
 	case typeFailed:
 		if m.Piece < 0 || m.Bytes <= 0 || m.Bytes > maxFailedBytes {
 			return m, fmt.Errorf("%w: failed needs a piece and 1..%d bytes", ErrBadMessage, maxFailedBytes)
+		}
+	case typeClosed:
+		if m.Channel == "" || len(m.Channel) > maxChannelID || m.Index < 0 {
+			return m, fmt.Errorf("%w: closed needs a channel and an index of at least 0", ErrBadMessage)
 		}
 	default:
 		// Unknown types are refused rather than ignored: both sides speak

@@ -58,9 +58,11 @@ func (s *Session) onChannel(ps *peerState, m message) error {
 	if v.Payer != ps.account {
 		return fmt.Errorf("voucher of payer %s shown by %s", v.Payer, ps.account)
 	}
-	if _, known := s.in[v.Channel]; !known {
+	if ch, known := s.in[v.Channel]; !known {
 		s.addIn(&inChannel{v: v, lastPreimage: [32]byte(v.Root)})
 		s.dirty = true
+	} else if ch.closed {
+		s.tellClosed(ps.p, ch) // a payer that missed it (it reconnected)
 	}
 	s.wakeHeld(ps.account)
 	return nil
@@ -75,8 +77,12 @@ func (s *Session) onPay(ps *peerState, m message) error {
 		return fmt.Errorf("payment on a channel of %s by %s", ch.v.Payer, ps.account)
 	}
 	if ch.closed {
-		// The broker refuses redemptions of a closed channel.
-		return fmt.Errorf("payment on channel %s, which we closed", m.Channel)
+		// The broker refuses redemptions of a closed channel, so the
+		// payment counts for nothing; the payer did not know (our
+		// "closed" crossed its payment, or it reconnected after we
+		// restarted) and pays again on another channel once it hears.
+		s.tellClosed(ps.p, ch)
+		return nil
 	}
 	if m.Index > ch.v.Length {
 		return fmt.Errorf("payment index %d beyond chain length %d", m.Index, ch.v.Length)
@@ -103,6 +109,14 @@ func (s *Session) onPay(ps *peerState, m message) error {
 	s.wakeHeld(ps.account)
 	s.signalAwaited()
 	return nil
+}
+
+// tellClosed tells p (the payer of ch, if connected) that we closed ch and
+// how far the broker redeemed it. s.mu is held.
+func (s *Session) tellClosed(p engine.Peer, ch *inChannel) {
+	if p != nil {
+		p.SendExtension(message{Type: typeClosed, Channel: ch.v.Channel, Index: ch.redeemedIndex}.encode())
+	}
 }
 
 // LostInterest implements engine.Payments: a peer that wants nothing more
@@ -289,8 +303,50 @@ func (s *Session) redeemLoop() {
 	}
 }
 
-// redeemAll claims every payment received since the last redemption.
-func (s *Session) redeemAll(ctx context.Context) { s.settleChannels(ctx, false) }
+// redeemAll claims every payment received since the last redemption, and
+// closes the channels of payers that are done with us (see quietPayers).
+func (s *Session) redeemAll(ctx context.Context) {
+	s.mu.Lock()
+	quiet := s.quietPayers()
+	s.mu.Unlock()
+	s.settleChannels(ctx, func(ch *inChannel) bool { return quiet[ch.v.Payer] })
+}
+
+// quietPayers lists the payers whose channels we close before we stop:
+// when we have every piece, a payer not interested in us (it has every
+// piece too, or left) at two redemption rounds in a row is done buying
+// from us, and what it locked in channels to us goes back to it now, not
+// when we stop or the channels expire (a seeder may run for days;
+// channels last an hour). A finished downloader pays all it owes before
+// it says so, and what it may still owe then (end-game copies, fractions
+// of a unit) it never pays, so that is no reason to wait. Should it want
+// more after all, it hears "closed" and opens a new channel. s.mu is
+// held.
+func (s *Session) quietPayers() map[string]bool {
+	quiet := make(map[string]bool)
+	if !s.complete && s.left > 0 {
+		s.wasQuiet = nil // a leecher's payers lose and regain interest as pieces come
+		return quiet
+	}
+	interested := make(map[string]bool)
+	for _, ps := range s.peers {
+		if ps.p != nil && ps.authed && ps.p.Interested() {
+			interested[ps.account] = true
+		}
+	}
+	now := make(map[string]bool)
+	for account, chans := range s.byPayer {
+		if len(chans) == 0 || interested[account] {
+			continue
+		}
+		now[account] = true
+		if s.wasQuiet[account] {
+			quiet[account] = true
+		}
+	}
+	s.wasQuiet = now
+	return quiet
+}
 
 // redeemContext bounds a redemption made while the session runs. It is
 // not cancelled by Close, which waits for it instead: a redemption cut off
@@ -302,11 +358,11 @@ func (s *Session) redeemContext() (context.Context, context.CancelFunc) {
 
 // settleChannels redeems what every channel paid to us received since its
 // last redemption, all in one broker call (the broker takes a few dozen
-// channels per round trip), and with closeAll closes every channel that
-// still holds the payer's money, which then returns to the payer at once.
-// A channel spent to the end has nothing to give back and is left as it
-// is.
-func (s *Session) settleChannels(ctx context.Context, closeAll bool) {
+// channels per round trip), and closes each channel closing says to that
+// still holds the payer's money, which then returns to the payer at once;
+// a payer still connected is told ("closed"). A channel spent to the end
+// has nothing to give back and is left as it is.
+func (s *Session) settleChannels(ctx context.Context, closing func(*inChannel) bool) {
 	s.mu.Lock()
 	var rs []Redemption
 	for id, ch := range s.in {
@@ -317,7 +373,7 @@ func (s *Session) settleChannels(ctx context.Context, closeAll bool) {
 		if ch.closed || ch.redeeming {
 			continue
 		}
-		r := Redemption{Channel: id, Close: closeAll && ch.unspent() > 0}
+		r := Redemption{Channel: id, Close: ch.unspent() > 0 && closing(ch)}
 		if ch.lastIndex > ch.redeemedIndex {
 			r.Index, r.Preimage = ch.lastIndex, identity.Digest(ch.lastPreimage)
 		}
@@ -361,6 +417,9 @@ func (s *Session) settleChannels(ctx context.Context, closeAll bool) {
 		if res.Closed {
 			ch.closed = true
 			s.dirty = true
+			if !s.closing {
+				s.tellClosed(s.connFor(ch.v.Payer), ch)
+			}
 		}
 	}
 }
@@ -560,7 +619,7 @@ func (s *Session) Close() error {
 		// broker redeems before it closes, and does not close what it
 		// could not redeem), or the payments not yet claimed would go
 		// back to the payer.
-		s.settleChannels(ctx, true)
+		s.settleChannels(ctx, func(*inChannel) bool { return true })
 		err = s.persist()
 	})
 	return err

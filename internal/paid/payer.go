@@ -22,6 +22,7 @@ type outChannel struct {
 	unit         int64
 	used         int64 // highest index revealed
 	expiry       time.Time
+	closed       bool // the broker has it closed, and we settled up (retireClosed)
 }
 
 func (c *outChannel) remaining() int64 { return c.chain.Length() - c.used }
@@ -33,7 +34,7 @@ const payMargin = 10 * time.Minute
 
 // usable reports whether the channel can still carry payments at now.
 func (c *outChannel) usable(now time.Time) bool {
-	return c != nil && c.remaining() > 0 && now.Before(c.expiry.Add(-payMargin))
+	return c != nil && !c.closed && c.remaining() > 0 && now.Before(c.expiry.Add(-payMargin))
 }
 
 // payeeState is everything we do to pay one uploader account.
@@ -52,6 +53,32 @@ type payeeState struct {
 	// undelivered: our channel was opened before it delivered anything;
 	// it holds one of maxUndelivered places until it delivers.
 	undelivered bool
+	// checking: channels the payee says it closed, being looked up.
+	checking map[string]bool
+	// old: the last channels we stopped paying on (spent, or near
+	// expiry), newest last: a payee may close one before our last
+	// payments on it arrive, and tell us so afterwards.
+	old []*outChannel
+}
+
+// maxOldChannels bounds payeeState.old.
+const maxOldChannels = 8
+
+// retire moves po's current channel to old and the next one up.
+func (po *payeeState) retire() {
+	po.keep(po.current)
+	po.current, po.next = po.next, nil
+}
+
+// keep remembers c, a channel we stop paying on, in po.old.
+func (po *payeeState) keep(c *outChannel) {
+	if c == nil {
+		return
+	}
+	po.old = append(po.old, c)
+	if len(po.old) > maxOldChannels {
+		po.old = po.old[1:]
+	}
 }
 
 // Payments for verified pieces are batched: every payment message costs
@@ -280,7 +307,7 @@ func (s *Session) payOut(account string) {
 			if po.next == nil {
 				break
 			}
-			po.current, po.next = po.next, nil
+			po.retire()
 			continue
 		}
 		steps := min(ch.remaining(), due/ch.unit)
@@ -481,6 +508,7 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 	po.grant = min(s.cfg.ChannelValue, 4*max(po.grant, length))
 	ch := &outChannel{id: v.Channel, chain: chain, voucherBytes: vb, unit: v.Unit, expiry: v.Expiry}
 	if !po.current.usable(s.cfg.Now()) {
+		po.keep(po.current)
 		po.current = ch
 	} else {
 		po.next = ch
@@ -491,6 +519,71 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 	if p := s.connFor(account); p != nil {
 		p.SendExtension(message{Type: typeChannel, Voucher: vb}.encode())
 	}
+	s.payOut(account)
+}
+
+// onClosed hears that the uploader closed one of our channels to it. We
+// ask the broker rather than take its word: a payee claiming a channel
+// closed at a lower index than it will redeem would have us pay twice.
+// s.mu is held.
+func (s *Session) onClosed(ps *peerState, m message) {
+	po := s.out[ps.account]
+	if po == nil || po.checking[m.Channel] {
+		return
+	}
+	var ch *outChannel
+	for _, c := range append([]*outChannel{po.current, po.next}, po.old...) {
+		if c != nil && c.id == m.Channel {
+			ch = c
+		}
+	}
+	if ch == nil || ch.closed {
+		return // not ours (or long gone), or settled already
+	}
+	if po.checking == nil {
+		po.checking = make(map[string]bool)
+	}
+	po.checking[ch.id] = true
+	s.wg.Add(1)
+	go s.retireClosed(ps.account, po, ch)
+}
+
+// retireClosed looks ch up at the broker and, if it is closed, stops
+// using it: what the broker gave back is no longer locked, and what we
+// paid on it beyond the index it was redeemed to (payments that crossed
+// the payee's close, or reached a payee that had restarted) is due again,
+// on another channel. It runs without s.mu.
+func (s *Session) retireClosed(account string, po *payeeState, ch *outChannel) {
+	defer s.wg.Done()
+	st, err := s.cfg.Broker.Channel(s.ctx, ch.id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(po.checking, ch.id)
+	switch {
+	case err != nil:
+		s.log.Warn("look up a channel the payee says it closed", "payee", account, "channel", ch.id, "err", err)
+		return
+	case !st.Closed || st.Payer != s.account || st.Payee != account || st.Redeemed > ch.used:
+		s.log.Warn("payee says it closed a channel the broker has open", "payee", account, "channel", ch.id)
+		return
+	}
+	if ch.closed {
+		return
+	}
+	ch.closed = true
+	switch ch {
+	case po.current:
+		po.retire()
+	case po.next:
+		po.next = nil
+	}
+	s.locked -= (ch.chain.Length() - st.Redeemed) * ch.unit
+	if back := (ch.used - st.Redeemed) * ch.unit; back > 0 {
+		if err := s.tab.Refunded(account, back); err != nil {
+			s.log.Error("credit tab", "err", err)
+		}
+	}
+	s.log.Debug("channel closed by its payee", "payee", account, "channel", ch.id, "redeemed", st.Redeemed, "paid", ch.used)
 	s.payOut(account)
 }
 

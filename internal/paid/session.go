@@ -31,6 +31,16 @@ type Broker interface {
 	// in order; on an error for the call as a whole, the results it has
 	// (possibly none) and the error.
 	Redeem(ctx context.Context, rs []Redemption) ([]RedemptionResult, error)
+	// Channel reads a channel we are a party to, as the broker has it.
+	Channel(ctx context.Context, id string) (ChannelState, error)
+}
+
+// ChannelState is what the broker says of a channel: its parties, how far
+// it is redeemed and whether it is closed.
+type ChannelState struct {
+	Payer, Payee string
+	Redeemed     int64
+	Closed       bool
 }
 
 // Redemption asks the broker to claim a channel's value up to Index (when
@@ -152,6 +162,7 @@ type Session struct {
 	reported  map[string]bool   // accounts we filed a complaint about
 	banned    map[string]string // accounts banned for bad data
 	refused   map[string]string // accounts cut off, with the reason
+	wasQuiet  map[string]bool   // payers not interested at the last redemption (see quietPayers)
 	dirty     bool
 	closeOnce sync.Once
 
@@ -468,6 +479,8 @@ func (s *Session) Message(p engine.Peer, payload []byte) error {
 		s.log.Warn("peer refuses service", "peer", ps.account, "code", m.Code, "reason", m.Reason)
 	case typeFailed:
 		s.onFailed(ps, m)
+	case typeClosed:
+		s.onClosed(ps, m)
 	}
 	return nil
 }

@@ -344,10 +344,11 @@ func TestEveryHoldStartsWithAnInvoice(t *testing.T) {
 	s.audit()
 }
 
-// A payment on a channel the payee closed is refused: the broker would
-// never redeem it. (A payee closes its channels when it stops; one that
-// comes back may meet a payer still paying on them.)
-func TestPaymentOnAClosedChannelIsRefused(t *testing.T) {
+// A payment on a channel the payee closed counts for nothing (the broker
+// would never redeem it) and is answered with "closed": the payer did not
+// know (a payee closes its channels when it stops; one that comes back
+// may meet a payer still paying on them), so it is not cut off.
+func TestPaymentOnAClosedChannelIsAnsweredClosed(t *testing.T) {
 	s := newSwarm(t, tSize)
 	seeder := s.start(peerOpts{seed: true, acct: s.account(0), redeemEvery: time.Hour})
 	defer seeder.close()
@@ -361,15 +362,19 @@ func TestPaymentOnAClosedChannelIsRefused(t *testing.T) {
 	}
 	h.payUnits(c, owed)
 	h.drain(100 * time.Millisecond)
-	seeder.sess.settleChannels(context.Background(), true) // as when it stops
+	seeder.sess.settleChannels(context.Background(), func(*inChannel) bool { return true }) // as when it stops
 	ch, err := s.prov.Ledger().Channel(context.Background(), c.v.Channel)
 	if err != nil || ch.State != ledger.StateClosed {
 		t.Fatalf("channel %+v %v, want closed", ch, err)
 	}
 	h.payUnits(c, 1)
 	h.drain(300 * time.Millisecond)
-	if !h.closed {
-		t.Fatal("a payment on a closed channel was accepted")
+	if h.closed {
+		t.Fatal("a payer that paid on a channel it did not know was closed was cut off")
+	}
+	m, ok := h.lastFG(typeClosed)
+	if !ok || m.Channel != c.v.Channel || m.Index != owed {
+		t.Fatalf("answer to a payment on a closed channel: %+v (%v), want closed at %d", m, ok, owed)
 	}
 	if st := seeder.sess.Stats(); st.Earned != owed || st.Pending != 0 {
 		t.Fatalf("seeder stats %+v, want %d earned and nothing pending", st, owed)

@@ -1,0 +1,106 @@
+package paid
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/floodgate-p2p/floodgate/internal/identity"
+	"github.com/floodgate-p2p/floodgate/internal/wire"
+)
+
+// A seeder closes the channels of a buyer that finished (it owes nothing
+// and wants nothing more) while both keep running: what the buyer locked
+// and did not spend is back in its balance within a few redemption
+// rounds, and the buyer, told "closed", no longer counts it as locked.
+func TestSeederClosesAFinishedBuyersChannels(t *testing.T) {
+	s := newSwarm(t, 4*tSize)
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
+	const funds = 1 << 20
+	buyer := s.account(funds)
+	leech := s.start(peerOpts{acct: buyer, peers: []netip.AddrPort{seeder.addr()}})
+	leech.waitDone(30 * time.Second)
+	price := valueOf(4 * tSize)
+	eventually(t, 10*time.Second, "the buyer's channels closed and its rest refunded", func() bool {
+		return s.balance(buyer.id) == funds-price
+	})
+	eventually(t, 5*time.Second, "the buyer counting nothing locked beyond what it spent", func() bool {
+		st := leech.sess.Stats()
+		return st.Spent == price && st.Locked == st.Spent
+	})
+	leech.close()
+	seeder.close()
+	if st := seeder.sess.Stats(); st.Earned != price {
+		t.Fatalf("seeder earned %d, want %d", st.Earned, price)
+	}
+}
+
+// A buyer whose uploader closes a channel in the middle of the download
+// (as one that restarted would have) moves to a new channel: what it paid
+// on the closed one past the redeemed index is paid again, so the
+// uploader is paid exactly the price, and the buyer pays no more.
+func TestChannelClosedMidDownloadIsReplaced(t *testing.T) {
+	s := newSwarm(t, eagerSize)
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0), redeemEvery: time.Hour})
+	buyer := s.account(1 << 20)
+	leech := s.start(peerOpts{acct: buyer, peers: []netip.AddrPort{seeder.addr()}})
+	eventually(t, 10*time.Second, "the first payments", func() bool { return leech.sess.Stats().Spent > 0 })
+	seeder.sess.settleChannels(context.Background(), func(*inChannel) bool { return true })
+	leech.waitDone(30 * time.Second)
+	price := valueOf(eagerSize)
+	eventually(t, 5*time.Second, "the last payment", func() bool { return leech.sess.Stats().Spent == price })
+	eventually(t, 5*time.Second, "the last payment received", func() bool {
+		st := seeder.sess.Stats()
+		return st.Earned+st.Pending >= price
+	})
+	leech.close()
+	seeder.close()
+	if st := seeder.sess.Stats(); st.Earned != price {
+		t.Fatalf("seeder earned %d, want the price %d", st.Earned, price)
+	}
+	if b := s.balance(buyer.id); b != 1<<20-price {
+		t.Fatalf("buyer balance %d, want %d", b, 1<<20-price)
+	}
+}
+
+// An uploader claiming it closed a channel the broker has open changes
+// nothing: the buyer checks with the broker, so it cannot be made to pay
+// twice.
+func TestFalseClosedIsIgnored(t *testing.T) {
+	s := newSwarm(t, eagerSize)
+	ln := listen(t)
+	leech := s.start(peerOpts{acct: s.account(1 << 20), peers: []netip.AddrPort{addrOf(ln)}})
+	liar := hostileUploader(t, s, ln, s.account(0))
+	defer liar.close()
+	served := int64(-1)
+	liar.onRequest = func(m wire.Message) {
+		if served < 0 {
+			served = int64(m.Index)
+		}
+		if int64(m.Index) == served {
+			at := served*tPiece + int64(m.Begin)
+			liar.send(wire.NewPiece(m.Index, m.Begin, s.data[at:at+int64(m.Length)]))
+		}
+	}
+	if !liar.pump(5*time.Second, func() bool { _, ok := liar.lastFG(typePay); return ok }) {
+		t.Fatal("the piece was not paid for")
+	}
+	cm, _ := liar.lastFG(typeChannel)
+	var v identity.Voucher
+	if err := v.UnmarshalBinary(cm.Voucher); err != nil {
+		t.Fatal(err)
+	}
+	before := leech.sess.Stats()
+	liar.sendFG(message{Type: typeClosed, Channel: v.Channel, Index: 0})
+	liar.drain(300 * time.Millisecond)
+	if after := leech.sess.Stats(); after.Spent != before.Spent || after.Locked != before.Locked {
+		t.Fatalf("a false closed changed the buyer's account: %+v, then %+v", before, after)
+	}
+	if n := len(liar.fg); n > 0 {
+		if m := liar.fg[n-1]; m.Type == typePay && m.Channel != v.Channel {
+			t.Fatalf("the buyer moved to another channel after a false closed: %+v", m)
+		}
+	}
+	leech.close()
+}

@@ -354,6 +354,23 @@ func (b *Book) Paid(account string, units int64, now time.Time) error {
 	return nil
 }
 
+// Revoked takes back units Paid recorded for account that will never
+// reach us: payments on a channel the broker closed before it redeemed
+// them. The payer, told so, pays them again on another channel.
+func (b *Book) Revoked(account string, units int64) error {
+	if err := checkAccount(account); err != nil {
+		return err
+	}
+	a := b.accounts[account]
+	if units < 0 || a == nil || units > a.paid {
+		return fmt.Errorf("%w: revoking %d units of a payment record of %d", ErrNegative, units, b.Status(account).Paid)
+	}
+	b.detach(a)
+	a.paid -= units
+	b.attach(a)
+	return nil
+}
+
 // Forgive writes off bytes served to account at pricePerMiB, for a piece
 // that failed its hash in transit and will be sent again (the resend is
 // then recorded by Served and paid once). It is allowed MaxResends times per

@@ -710,3 +710,26 @@ func BenchmarkServeBlock(b *testing.B) {
 		}
 	}
 }
+
+// Payments revoked (the broker closed their channel before redeeming
+// them) are owed again, and shrink the window they had grown.
+func TestRevokedPaymentsAreOwedAgain(t *testing.T) {
+	b := newBook(t, testConfig())
+	serve(t, b, "peer", 4, t0)
+	owed := b.Status("peer").Owed
+	pay(t, b, "peer", owed, t0)
+	if err := b.Revoked("peer", owed); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.Status("peer"); st.Paid != 0 || st.Unpaid != owed || st.Window != testConfig().InitialWindow {
+		t.Fatalf("after revoking every payment: %+v", st)
+	}
+	for _, bad := range []int64{1, -1} {
+		if err := b.Revoked("peer", bad); !errors.Is(err, ErrNegative) {
+			t.Fatalf("revoking %d of nothing paid: %v", bad, err)
+		}
+	}
+	if err := b.Revoked("stranger", 1); err == nil {
+		t.Fatal("revoked a payment of an unknown account")
+	}
+}

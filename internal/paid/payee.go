@@ -417,6 +417,15 @@ func (s *Session) settleChannels(ctx context.Context, closing func(*inChannel) b
 		if res.Closed {
 			ch.closed = true
 			s.dirty = true
+			if late := (ch.lastIndex - ch.redeemedIndex) * ch.v.Unit; late > 0 {
+				// Payments that arrived while the close was on its way
+				// were not redeemed: they count for nothing, and the
+				// payer, told "closed", pays them again elsewhere.
+				if err := s.book.Revoked(ch.v.Payer, late); err != nil {
+					s.log.Error("credit book", "err", err)
+				}
+				ch.lastIndex = ch.redeemedIndex
+			}
 			if !s.closing {
 				s.tellClosed(s.connFor(ch.v.Payer), ch)
 			}

@@ -61,6 +61,7 @@ func (s *Session) onChannel(ps *peerState, m message) error {
 	if ch, known := s.in[v.Channel]; !known {
 		s.addIn(&inChannel{v: v, lastPreimage: [32]byte(v.Root)})
 		s.dirty = true
+		delete(s.wasQuiet, v.Payer) // a new channel gets its rounds of grace
 	} else if ch.closed {
 		s.tellClosed(ps.p, ch) // a payer that missed it (it reconnected)
 	}

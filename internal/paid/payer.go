@@ -391,6 +391,11 @@ func (s *Session) ensureChannel(account string) {
 	if leftErr == nil && !s.complete {
 		value = min(value, max(leftValue/2+1, minChannelValue))
 	}
+	if s.complete || s.left == 0 {
+		// Only what is due (payments a payee's close sent back): a
+		// finished download buys nothing more.
+		value = max(due, 1)
+	}
 	// Start small with an uploader we have not paid yet and grow fourfold
 	// with each channel: an identity that never delivers ties up little,
 	// a good uploader soon gets full-size channels (16, then 64 MiB
@@ -528,7 +533,7 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 // s.mu is held.
 func (s *Session) onClosed(ps *peerState, m message) {
 	po := s.out[ps.account]
-	if po == nil || po.checking[m.Channel] {
+	if s.closing || po == nil || po.checking[m.Channel] {
 		return
 	}
 	var ch *outChannel
@@ -564,7 +569,12 @@ func (s *Session) retireClosed(account string, po *payeeState, ch *outChannel) {
 		s.log.Warn("look up a channel the payee says it closed", "payee", account, "channel", ch.id, "err", err)
 		return
 	case !st.Closed || st.Payer != s.account || st.Payee != account || st.Redeemed > ch.used:
+		// A false claim: each would cost us a broker round trip, so the
+		// payee is dropped (it may reconnect, and authenticate, again).
 		s.log.Warn("payee says it closed a channel the broker has open", "payee", account, "channel", ch.id)
+		if p := s.connFor(account); p != nil {
+			p.Close()
+		}
 		return
 	}
 	if ch.closed {

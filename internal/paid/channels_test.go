@@ -3,6 +3,7 @@ package paid
 import (
 	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -139,17 +140,13 @@ func TestUndeliveredChannelsLockNoMoreThanThePurchase(t *testing.T) {
 	s.audit()
 }
 
-// An uploader that delivers one piece and stops gets its first channel
-// and nothing more: the early refills that keep a fast uploader from
-// waiting on the broker are for uploaders paid for a few pieces.
-func TestOnePieceDoesNotEarnASecondChannel(t *testing.T) {
-	s := newSwarm(t, eagerSize)
-	ln := listen(t)
-	leech := s.start(peerOpts{acct: s.account(1_000_000), peers: []netip.AddrPort{addrOf(ln)}})
-	acct := s.account(0)
+// onePieceUploader accepts the downloader's connection on ln as acct,
+// serves it the first piece it asks for, and nothing else, and returns
+// once that piece is paid for.
+func onePieceUploader(t *testing.T, s *swarm, ln net.Listener, acct *account) *hostile {
+	t.Helper()
 	up := hostileUploader(t, s, ln, acct)
-	defer up.close()
-	served := int64(-1) // the first piece asked for, and no other
+	served := int64(-1)
 	up.onRequest = func(m wire.Message) {
 		if served < 0 {
 			served = int64(m.Index)
@@ -160,8 +157,22 @@ func TestOnePieceDoesNotEarnASecondChannel(t *testing.T) {
 		}
 	}
 	if !up.pump(5*time.Second, func() bool { _, ok := up.lastFG(typePay); return ok }) {
-		t.Fatal("the first piece was not paid for")
+		up.close()
+		t.Fatal("the piece served was not paid for")
 	}
+	return up
+}
+
+// An uploader that delivers one piece and stops gets its first channel
+// and nothing more: the early refills that keep a fast uploader from
+// waiting on the broker are for uploaders paid for a few pieces.
+func TestOnePieceDoesNotEarnASecondChannel(t *testing.T) {
+	s := newSwarm(t, eagerSize)
+	ln := listen(t)
+	leech := s.start(peerOpts{acct: s.account(1_000_000), peers: []netip.AddrPort{addrOf(ln)}})
+	acct := s.account(0)
+	up := onePieceUploader(t, s, ln, acct)
+	defer up.close()
 	up.drain(300 * time.Millisecond)
 	channels := 0
 	for _, m := range up.fg {

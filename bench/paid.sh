@@ -309,7 +309,7 @@ done
 # back, so their ratio cancels most of the drift in a shared machine's load
 # that the medians above still carry. min / median / max over the rounds.
 echo
-echo "paid/plain per round (min / median / max)"
+echo "paid/plain per round (min / median / max; mean ± 95 % confidence interval)"
 for n in $SCENARIOS; do
     for col in 4:wall 6+7:cpu_peers; do
         awk -F'\t' -v n="$n" -v col="${col%%:*}" -v name="${col#*:}" '
@@ -321,7 +321,14 @@ for n in $SCENARIOS; do
                 for (r in paid) if ((r in plain) && plain[r] > 0) x[++k] = paid[r] / plain[r]
                 for (i = 2; i <= k; i++) { t = x[i]; for (j = i - 1; j >= 1 && x[j] > t; j--) x[j + 1] = x[j]; x[j + 1] = t }
                 med = (k % 2) ? x[(k + 1) / 2] : (x[k / 2] + x[k / 2 + 1]) / 2
-                printf "  1 -> %s: %-9s %.3f / %.3f / %.3f\n", n, name, x[1], med, x[k]
+                # The mean with about two standard errors either side (a
+                # normal approximation; with a handful of rounds it is
+                # optimistic): whether a goal is met or missed beyond the
+                # noise of this machine.
+                sum = 0; for (i = 1; i <= k; i++) sum += x[i]; mean = sum / k
+                ss = 0; for (i = 1; i <= k; i++) ss += (x[i] - mean) ^ 2
+                half = (k > 1) ? 2 * sqrt(ss / (k - 1) / k) : 0
+                printf "  1 -> %s: %-9s %.3f / %.3f / %.3f; %.3f ± %.3f\n", n, name, x[1], med, x[k], mean, half
             }' "$RESULTS"
     done
 done

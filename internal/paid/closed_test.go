@@ -94,3 +94,59 @@ func TestFalseClosedIsIgnored(t *testing.T) {
 	}
 	leech.close()
 }
+
+// hookBroker runs before (if set) at the start of each redemption call,
+// while the payee waits for the broker.
+type hookBroker struct {
+	Broker
+	before func()
+}
+
+func (b *hookBroker) Redeem(ctx context.Context, rs []Redemption) ([]RedemptionResult, error) {
+	if b.before != nil {
+		b.before()
+	}
+	return b.Broker.Redeem(ctx, rs)
+}
+
+// Payments that reach a payee while its close of their channel is on the
+// way to the broker count for nothing (the broker returns them to the
+// payer); the payee takes them off its book and tells the payer "closed",
+// again when it reconnects, so it pays them once more elsewhere.
+func TestLatePaymentsOnAClosingChannelAreTakenBack(t *testing.T) {
+	s := newSwarm(t, tSize)
+	hb := &hookBroker{}
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0), redeemEvery: time.Hour,
+		broker: func(b Broker) Broker { hb.Broker = b; return hb }})
+	defer seeder.close()
+	buyer, h, c := payingBuyer(t, s, seeder, 10_000)
+	defer h.close()
+	h.request(0, 8)
+	h.drain(300 * time.Millisecond)
+	owed := valueOf(h.got)
+	h.payUnits(c, owed)
+	h.drain(100 * time.Millisecond)
+	hb.before = func() {
+		hb.before = nil
+		h.payUnits(c, 5) // crosses the close
+		eventually(t, 2*time.Second, "the late payment received", func() bool { return seeder.sess.Stats().Pending == owed+5 })
+	}
+	seeder.sess.settleChannels(context.Background(), func(*inChannel) bool { return true })
+	if st := seeder.status(buyer.id); st.Paid != owed {
+		t.Fatalf("the payee's book says %d paid, want %d (the late 5 taken back)", st.Paid, owed)
+	}
+	if st := seeder.sess.Stats(); st.Earned != owed || st.Pending != 0 {
+		t.Fatalf("payee stats %+v, want %d earned and nothing pending", st, owed)
+	}
+	h.close()
+	again := s.dial(seeder.addr(), buyer)
+	defer again.close()
+	again.authenticate()
+	if !again.pump(2*time.Second, func() bool { m, ok := again.lastFG(typeClosed); return ok && m.Channel == c.v.Channel }) {
+		t.Fatal("the reconnected payer was not told again of the close its late payments crossed")
+	}
+	if m, _ := again.lastFG(typeClosed); m.Index != owed {
+		t.Fatalf("closed at %d, want %d", m.Index, owed)
+	}
+	s.audit()
+}

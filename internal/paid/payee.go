@@ -23,6 +23,9 @@ type inChannel struct {
 	redeemedIndex int64
 	closed        bool
 	redeeming     bool // a redemption is in flight
+	// lateRevoked: payments arrived while our close was on its way and
+	// were revoked; the payer is told "closed" again when it reconnects.
+	lateRevoked bool
 }
 
 func (c *inChannel) unspent() int64 { return (c.v.Length - c.lastIndex) * c.v.Unit }
@@ -426,6 +429,7 @@ func (s *Session) settleChannels(ctx context.Context, closing func(*inChannel) b
 					s.log.Error("credit book", "err", err)
 				}
 				ch.lastIndex = ch.redeemedIndex
+				ch.lateRevoked = true
 			}
 			if !s.closing {
 				s.tellClosed(s.connFor(ch.v.Payer), ch)

@@ -526,6 +526,14 @@ func (s *Session) onAuth(ps *peerState, m message) error {
 			}
 		}
 	}
+	// As its payee: channels of its we closed while payments on them
+	// were on the way are told again, in case it missed "closed" (it
+	// pays those payments again once it hears).
+	for _, ch := range s.in {
+		if ch.v.Payer == ps.account && ch.closed && ch.lateRevoked {
+			s.tellClosed(ps.p, ch)
+		}
+	}
 	// Pay what we owe it; a first channel is opened only once we want
 	// blocks from it (MayRequest) or it delivered.
 	s.payOut(ps.account)

@@ -356,8 +356,10 @@ func (b *Book) Paid(account string, units int64, now time.Time) error {
 
 // Revoked takes back units Paid recorded for account that will never
 // reach us: payments on a channel the broker closed before it redeemed
-// them. The payer, told so, pays them again on another channel.
-func (b *Book) Revoked(account string, units int64) error {
+// them. The payer, told so, pays them again on another channel; a debt it
+// pushes over the grace is overdue only OverdueAfter from now, as if just
+// served.
+func (b *Book) Revoked(account string, units int64, now time.Time) error {
 	if err := checkAccount(account); err != nil {
 		return err
 	}
@@ -366,7 +368,11 @@ func (b *Book) Revoked(account string, units int64) error {
 		return fmt.Errorf("%w: revoking %d units of a payment record of %d", ErrNegative, units, b.Status(account).Paid)
 	}
 	b.detach(a)
+	before, grace := a.due(), b.grace(a)
 	a.paid -= units
+	if before <= grace && a.due() > grace {
+		a.since = now
+	}
 	b.attach(a)
 	return nil
 }

@@ -715,21 +715,30 @@ func BenchmarkServeBlock(b *testing.B) {
 // them) are owed again, and shrink the window they had grown.
 func TestRevokedPaymentsAreOwedAgain(t *testing.T) {
 	b := newBook(t, testConfig())
-	serve(t, b, "peer", 4, t0)
+	serve(t, b, "peer", 8, t0) // more than the grace (4 blocks)
 	owed := b.Status("peer").Owed
 	pay(t, b, "peer", owed, t0)
-	if err := b.Revoked("peer", owed); err != nil {
+	later := t0.Add(time.Hour)
+	if err := b.Revoked("peer", owed, later); err != nil {
 		t.Fatal(err)
+	}
+	// Owed again, but not overdue at once: the payer needs the time to
+	// hear and pay again.
+	if got := b.Overdue(later, time.Second); len(got) != 0 {
+		t.Fatalf("overdue right after the revocation: %v", got)
+	}
+	if got := b.Overdue(later.Add(2*time.Second), time.Second); len(got) != 1 {
+		t.Fatalf("not overdue once the time passed: %v", got)
 	}
 	if st := b.Status("peer"); st.Paid != 0 || st.Unpaid != owed || st.Window != testConfig().InitialWindow {
 		t.Fatalf("after revoking every payment: %+v", st)
 	}
 	for _, bad := range []int64{1, -1} {
-		if err := b.Revoked("peer", bad); !errors.Is(err, ErrNegative) {
+		if err := b.Revoked("peer", bad, later); !errors.Is(err, ErrNegative) {
 			t.Fatalf("revoking %d of nothing paid: %v", bad, err)
 		}
 	}
-	if err := b.Revoked("stranger", 1); err == nil {
+	if err := b.Revoked("stranger", 1, later); err == nil {
 		t.Fatal("revoked a payment of an unknown account")
 	}
 }

@@ -150,3 +150,94 @@ func TestLatePaymentsOnAClosingChannelAreTakenBack(t *testing.T) {
 	}
 	s.audit()
 }
+
+// A close whose answer was lost leaves the payee believing the channel
+// open; the next redemption on it is refused, and the payee then takes
+// the broker's word: the channel is closed, its earnings count, and what
+// was paid on it since is taken back and the payer told.
+func TestCloseWithALostAnswerIsFoundOut(t *testing.T) {
+	s := newSwarm(t, tSize)
+	lab := &lostAnswerBroker{}
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0), redeemEvery: time.Hour,
+		broker: func(b Broker) Broker { lab.Broker = b; return lab }})
+	defer seeder.close()
+	buyer, h, c := payingBuyer(t, s, seeder, 10_000)
+	defer h.close()
+	h.request(0, 8)
+	h.drain(300 * time.Millisecond)
+	owed := valueOf(h.got)
+	h.payUnits(c, owed)
+	h.drain(100 * time.Millisecond)
+	seeder.sess.settleChannels(context.Background(), func(*inChannel) bool { return true })
+	if !lab.lost.Load() {
+		t.Fatal("the close's answer was not lost")
+	}
+	h.payUnits(c, 3)
+	eventually(t, 2*time.Second, "the payment after the close received", func() bool { return seeder.sess.Stats().Pending == owed+3 })
+	seeder.sess.settleChannels(context.Background(), func(*inChannel) bool { return false })
+	if st := seeder.sess.Stats(); st.Earned != owed || st.Pending != 0 {
+		t.Fatalf("payee stats %+v, want %d earned and nothing pending", st, owed)
+	}
+	if st := seeder.status(buyer.id); st.Paid != owed {
+		t.Fatalf("the payee's book says %d paid, want %d", st.Paid, owed)
+	}
+	if !h.pump(2*time.Second, func() bool { m, ok := h.lastFG(typeClosed); return ok && m.Index == owed }) {
+		t.Fatal("the payer was not told the channel is closed")
+	}
+	s.audit()
+}
+
+// The early-close rule: a seeder closes a payer's channels after two
+// rounds in which it wanted nothing from us, not one; a new channel starts
+// the count again; a payer that left keeps its channels for goneGrace (it
+// may come back); an interested payer keeps them.
+func TestQuietPayersRounds(t *testing.T) {
+	w := newFuzzWorld(t)
+	defer w.sess.Close()
+	s := w.sess
+	payer := fuzzKey(3).AccountID()
+	show := func(id string) {
+		v, err := identity.SignVoucher(fuzzKey(1), identity.Voucher{Channel: id, Payer: payer, Payee: fuzzKey(2).AccountID(),
+			Root: identity.Digest(w.chain.Root()), Length: 1000, Unit: 1, Expiry: fuzzNow.Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		vb, _ := v.MarshalBinary()
+		if err := s.Message(w.peer, message{Type: typeChannel, Voucher: vb}.encode()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	round := func(at time.Duration) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.quietPayers(fuzzNow.Add(at))[payer]
+	}
+	show("ch-1")
+	s.mu.Lock()
+	s.complete = true
+	s.mu.Unlock()
+	if round(0) || round(time.Second) {
+		t.Fatal("an interested payer's channels would be closed")
+	}
+	w.peer.uninterested = true
+	if round(2 * time.Second) {
+		t.Fatal("closed after one quiet round")
+	}
+	show("ch-2")
+	if round(3 * time.Second) {
+		t.Fatal("a channel just shown would be closed")
+	}
+	if !round(4 * time.Second) {
+		t.Fatal("not closed after two quiet rounds")
+	}
+	s.Closed(w.peer)
+	s.mu.Lock()
+	s.quietSince = nil
+	s.mu.Unlock()
+	if round(5*time.Second) || round(6*time.Second) || round(5*time.Second+goneGrace-time.Millisecond) {
+		t.Fatal("a payer that just left would lose its channels")
+	}
+	if !round(5*time.Second + goneGrace) {
+		t.Fatal("a payer gone for goneGrace keeps its channels")
+	}
+}

@@ -53,8 +53,9 @@ func FuzzDecodeMessage(f *testing.F) {
 
 // fakePeer is an engine.Peer that records what the session sends.
 type fakePeer struct {
-	id   uint64
-	sent [][]byte
+	id           uint64
+	sent         [][]byte
+	uninterested bool // it wants nothing from us
 }
 
 func (p *fakePeer) ConnID() uint64       { return p.id }
@@ -71,7 +72,7 @@ var fakeLocal = netip.MustParseAddrPort("127.0.0.1:7000")
 func (p *fakePeer) LocalAddr() netip.AddrPort { return fakeLocal }
 func (p *fakePeer) Outgoing() bool            { return false }
 func (p *fakePeer) Wake()                     {}
-func (p *fakePeer) Interested() bool          { return true }
+func (p *fakePeer) Interested() bool          { return !p.uninterested }
 
 // fakeBroker answers like a broker that signs whatever is asked.
 type fakeBroker struct {

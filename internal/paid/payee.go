@@ -64,7 +64,7 @@ func (s *Session) onChannel(ps *peerState, m message) error {
 	if ch, known := s.in[v.Channel]; !known {
 		s.addIn(&inChannel{v: v, lastPreimage: [32]byte(v.Root)})
 		s.dirty = true
-		delete(s.wasQuiet, v.Payer) // a new channel gets its rounds of grace
+		delete(s.quietSince, v.Payer) // a new channel gets its rounds of grace
 	} else if ch.closed {
 		s.tellClosed(ps.p, ch) // a payer that missed it (it reconnected)
 	}
@@ -311,44 +311,58 @@ func (s *Session) redeemLoop() {
 // closes the channels of payers that are done with us (see quietPayers).
 func (s *Session) redeemAll(ctx context.Context) {
 	s.mu.Lock()
-	quiet := s.quietPayers()
+	quiet := s.quietPayers(s.cfg.Now())
 	s.mu.Unlock()
-	s.settleChannels(ctx, func(ch *inChannel) bool { return quiet[ch.v.Payer] })
+	s.settleChannels(ctx, func(ch *inChannel) bool {
+		// A channel shown since quietPayers ran resets the payer's rounds.
+		_, still := s.quietSince[ch.v.Payer]
+		return still && quiet[ch.v.Payer]
+	})
 }
+
+// goneGrace is how long a payer with no connection to us keeps its
+// channels open: one that reconnects within it (a restart, a network
+// blip) goes on paying on them instead of opening new ones.
+const goneGrace = 30 * time.Second
 
 // quietPayers lists the payers whose channels we close before we stop:
 // when we have every piece, a payer not interested in us (it has every
-// piece too, or left) at two redemption rounds in a row is done buying
-// from us, and what it locked in channels to us goes back to it now, not
-// when we stop or the channels expire (a seeder may run for days;
-// channels last an hour). A finished downloader pays all it owes before
-// it says so, and what it may still owe then (end-game copies, fractions
-// of a unit) it never pays, so that is no reason to wait. Should it want
-// more after all, it hears "closed" and opens a new channel. s.mu is
-// held.
-func (s *Session) quietPayers() map[string]bool {
+// piece too) at two redemption rounds in a row, or gone for goneGrace, is
+// done buying from us, and what it locked in channels to us goes back to
+// it now, not when we stop or the channels expire (a seeder may run for
+// days; channels last an hour). A finished downloader pays all it owes
+// before it says so, and what it may still owe then (end-game copies,
+// fractions of a unit) it never pays, so that is no reason to wait.
+// Should it want more after all, it hears "closed" and opens a new
+// channel. s.mu is held.
+func (s *Session) quietPayers(now time.Time) map[string]bool {
 	quiet := make(map[string]bool)
 	if !s.complete && s.left > 0 {
-		s.wasQuiet = nil // a leecher's payers lose and regain interest as pieces come
+		s.quietSince = nil // a leecher's payers lose and regain interest as pieces come
 		return quiet
 	}
-	interested := make(map[string]bool)
+	connected, interested := make(map[string]bool), make(map[string]bool)
 	for _, ps := range s.peers {
-		if ps.p != nil && ps.authed && ps.p.Interested() {
-			interested[ps.account] = true
+		if ps.p != nil && ps.authed {
+			connected[ps.account] = true
+			interested[ps.account] = interested[ps.account] || ps.p.Interested()
 		}
 	}
-	now := make(map[string]bool)
+	since := make(map[string]time.Time)
 	for account, chans := range s.byPayer {
 		if len(chans) == 0 || interested[account] {
 			continue
 		}
-		now[account] = true
-		if s.wasQuiet[account] {
+		first, seen := s.quietSince[account]
+		if !seen {
+			first = now
+		}
+		since[account] = first
+		if seen && (connected[account] || now.Sub(first) >= goneGrace) {
 			quiet[account] = true
 		}
 	}
-	s.wasQuiet = now
+	s.quietSince = since
 	return quiet
 }
 
@@ -394,6 +408,18 @@ func (s *Session) settleChannels(ctx context.Context, closing func(*inChannel) b
 	if err != nil {
 		s.log.Warn("redeem", "channels", len(rs), "settled", len(results), "err", err)
 	}
+	// A channel the broker refused to redeem may be closed already: our
+	// own close whose answer was lost, or one the payer or the provider
+	// closed after expiry. Ask, and take the broker's word, or we would
+	// keep counting payments on it that can never be redeemed.
+	for i := range results {
+		if results[i].Err == nil {
+			continue
+		}
+		if st, err := s.cfg.Broker.Channel(ctx, rs[i].Channel); err == nil && st.Closed {
+			results[i] = RedemptionResult{Redeemed: st.Redeemed, Closed: true}
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, r := range rs {
@@ -411,9 +437,10 @@ func (s *Session) settleChannels(ctx context.Context, closing func(*inChannel) b
 		// answer was lost (or that a crash kept us from recording) is paid
 		// once, and its repeat pays nothing, but both leave the channel at
 		// the same index. Only we redeem our channels, one call at a
-		// time, so the advance is ours. It counts even when a later step
+		// time, so the advance is ours (a close-only call, or a channel
+		// found closed, reports it too). It counts even when a later step
 		// (the close) failed.
-		if at := min(res.Redeemed, r.Index); at > ch.redeemedIndex {
+		if at := min(res.Redeemed, max(r.Index, ch.lastIndex)); at > ch.redeemedIndex {
 			s.earned += (at - ch.redeemedIndex) * ch.v.Unit
 			ch.redeemedIndex = at
 			s.dirty = true
@@ -425,7 +452,7 @@ func (s *Session) settleChannels(ctx context.Context, closing func(*inChannel) b
 				// Payments that arrived while the close was on its way
 				// were not redeemed: they count for nothing, and the
 				// payer, told "closed", pays them again elsewhere.
-				if err := s.book.Revoked(ch.v.Payer, late); err != nil {
+				if err := s.book.Revoked(ch.v.Payer, late, s.cfg.Now()); err != nil {
 					s.log.Error("credit book", "err", err)
 				}
 				ch.lastIndex = ch.redeemedIndex
@@ -544,6 +571,7 @@ type persistedChannel struct {
 	LastPreimage  identity.Digest `json:"last_preimage"`
 	RedeemedIndex int64           `json:"redeemed_index"`
 	Closed        bool            `json:"closed"`
+	LateRevoked   bool            `json:"late_revoked,omitempty"`
 }
 
 // persist writes the state atomically if it changed.
@@ -563,7 +591,7 @@ func (s *Session) persist() error {
 			s.mu.Unlock()
 			return err
 		}
-		st.Channels = append(st.Channels, persistedChannel{vb, ch.lastIndex, identity.Digest(ch.lastPreimage), ch.redeemedIndex, ch.closed})
+		st.Channels = append(st.Channels, persistedChannel{vb, ch.lastIndex, identity.Digest(ch.lastPreimage), ch.redeemedIndex, ch.closed, ch.lateRevoked})
 	}
 	book, err := s.book.Snapshot()
 	s.dirty = false
@@ -608,7 +636,7 @@ func (s *Session) restore() (*credit.Book, error) {
 		if err := v.UnmarshalBinary(pc.Voucher); err != nil || v.Verify(s.cfg.Terms.Provider) != nil || v.Payee != s.account {
 			continue // not ours or not the provider's: nothing to redeem
 		}
-		s.addIn(&inChannel{v: v, lastIndex: pc.LastIndex, lastPreimage: [32]byte(pc.LastPreimage), redeemedIndex: pc.RedeemedIndex, closed: pc.Closed})
+		s.addIn(&inChannel{v: v, lastIndex: pc.LastIndex, lastPreimage: [32]byte(pc.LastPreimage), redeemedIndex: pc.RedeemedIndex, closed: pc.Closed, lateRevoked: pc.LateRevoked})
 	}
 	s.earned = st.Earned
 	if len(st.Book) == 0 {

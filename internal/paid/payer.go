@@ -197,7 +197,9 @@ func (s *Session) Settle(ctx context.Context) {
 		s.mu.Lock()
 		pending := false
 		for account, po := range s.out {
-			if po.opening || (s.tab.Due(account) > 0 && s.connFor(account) != nil && !s.cfg.Now().Before(po.retryAt)) {
+			// A channel the payee says it closed, still being looked
+			// up, may make payments due again.
+			if po.opening || len(po.checking) > 0 || (s.tab.Due(account) > 0 && s.connFor(account) != nil && !s.cfg.Now().Before(po.retryAt)) {
 				pending = true
 				s.payOut(account)
 			}

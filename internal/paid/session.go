@@ -157,14 +157,16 @@ type Session struct {
 	byPayer map[string][]*inChannel
 	// closing is set (under mu) when Close starts: from then on nothing
 	// may start goroutines that Close's wait would miss.
-	closing   bool
-	earned    int64             // redeemed so far
-	reported  map[string]bool   // accounts we filed a complaint about
-	banned    map[string]string // accounts banned for bad data
-	refused   map[string]string // accounts cut off, with the reason
-	wasQuiet  map[string]bool   // payers not interested at the last redemption (see quietPayers)
-	dirty     bool
-	closeOnce sync.Once
+	closing  bool
+	earned   int64             // redeemed so far
+	reported map[string]bool   // accounts we filed a complaint about
+	banned   map[string]string // accounts banned for bad data
+	refused  map[string]string // accounts cut off, with the reason
+	// quietSince: when each payer was first seen not interested in us
+	// (or gone), at a redemption round (see quietPayers).
+	quietSince map[string]time.Time
+	dirty      bool
+	closeOnce  sync.Once
 
 	// awaitedChanged holds one pending signal that Awaited may have
 	// shrunk (see AwaitedChanged).

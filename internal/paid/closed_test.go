@@ -2,10 +2,12 @@ package paid
 
 import (
 	"context"
+	"crypto/sha256"
 	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/floodgate-p2p/floodgate/internal/broker"
 	"github.com/floodgate-p2p/floodgate/internal/identity"
 )
 
@@ -240,4 +242,51 @@ func TestQuietPayersRounds(t *testing.T) {
 	if !round(5*time.Second + goneGrace) {
 		t.Fatal("a payer gone for goneGrace keeps its channels")
 	}
+}
+
+// A payer told "closed" for a channel the broker closed below what it paid
+// on it (payments that crossed the close) pays the difference again, once,
+// on a new channel.
+func TestPayerPaysAgainWhatACloseSentBack(t *testing.T) {
+	s := newSwarm(t, eagerSize)
+	ln := listen(t)
+	leech := s.start(peerOpts{acct: s.account(1 << 20), peers: []netip.AddrPort{addrOf(ln)}})
+	upAcct := s.account(0)
+	up := onePieceUploader(t, s, ln, upAcct)
+	defer up.close()
+	up.drain(200 * time.Millisecond)
+	pay, _ := up.lastFG(typePay)
+	const back = 5
+	if pay.Index <= back {
+		t.Fatalf("paid only %d units", pay.Index)
+	}
+	// Close at the broker 5 steps below the last payment: the preimage
+	// there is the last one hashed 5 times.
+	pre := [32]byte(pay.Preimage)
+	for range back {
+		pre = sha256.Sum256(pre[:])
+	}
+	res, err := upAcct.bc.Redemptions(context.Background(), []broker.Redemption{{Channel: pay.Channel, Index: pay.Index - back, Preimage: pre, Close: true}})
+	if err != nil || res[0].Error != nil || !res[0].Closed {
+		t.Fatalf("close at the broker: %+v %v", res, err)
+	}
+	spent := leech.sess.Stats().Spent
+	up.sendFG(message{Type: typeClosed, Channel: pay.Channel, Index: pay.Index - back})
+	var again int64
+	up.pump(3*time.Second, func() bool {
+		again = 0
+		for _, m := range up.fg {
+			if m.Type == typePay && m.Channel != pay.Channel {
+				again = max(again, m.Index)
+			}
+		}
+		return again >= back
+	})
+	if again != back {
+		t.Fatalf("paid %d again on a new channel, want %d", again, back)
+	}
+	if st := leech.sess.Stats(); st.Spent != spent {
+		t.Fatalf("the payer counts %d spent, want %d (the refund paid again)", st.Spent, spent)
+	}
+	leech.close()
 }

@@ -121,13 +121,8 @@ func TestLatePaymentsOnAClosingChannelAreTakenBack(t *testing.T) {
 	seeder := s.start(peerOpts{seed: true, acct: s.account(0), redeemEvery: time.Hour,
 		broker: func(b Broker) Broker { hb.Broker = b; return hb }})
 	defer seeder.close()
-	buyer, h, c := payingBuyer(t, s, seeder, 10_000)
+	buyer, h, c, owed := buyAndStay(t, s, seeder, 10_000, 0)
 	defer h.close()
-	h.request(0, 8)
-	h.drain(300 * time.Millisecond)
-	owed := valueOf(h.got)
-	h.payUnits(c, owed)
-	h.drain(100 * time.Millisecond)
 	hb.before = func() {
 		hb.before = nil
 		h.payUnits(c, 5) // crosses the close
@@ -163,13 +158,8 @@ func TestCloseWithALostAnswerIsFoundOut(t *testing.T) {
 	seeder := s.start(peerOpts{seed: true, acct: s.account(0), redeemEvery: time.Hour,
 		broker: func(b Broker) Broker { lab.Broker = b; return lab }})
 	defer seeder.close()
-	buyer, h, c := payingBuyer(t, s, seeder, 10_000)
+	buyer, h, c, owed := buyAndStay(t, s, seeder, 10_000, 0)
 	defer h.close()
-	h.request(0, 8)
-	h.drain(300 * time.Millisecond)
-	owed := valueOf(h.got)
-	h.payUnits(c, owed)
-	h.drain(100 * time.Millisecond)
 	seeder.sess.settleChannels(context.Background(), func(*inChannel) bool { return true })
 	if !lab.lost.Load() {
 		t.Fatal("the close's answer was not lost")

@@ -176,17 +176,26 @@ func payingBuyer(t *testing.T, s *swarm, uploader *peer, funds int64) (*account,
 // worth and hang up. It returns the buyer, its channel and what it paid.
 func buyAndPay(t *testing.T, s *swarm, seeder *peer, funds int64, from int) (*account, *channel, int64) {
 	t.Helper()
+	buyer, h, c, owed := buyAndStay(t, s, seeder, funds, from)
+	h.close()
+	return buyer, c, owed
+}
+
+// buyAndStay is buyAndPay without hanging up: it also returns the
+// buyer's connection.
+func buyAndStay(t *testing.T, s *swarm, seeder *peer, funds int64, from int) (*account, *hostile, *channel, int64) {
+	t.Helper()
 	buyer, h, c := payingBuyer(t, s, seeder, funds)
-	defer h.close()
 	h.request(from, 8)
 	h.drain(300 * time.Millisecond)
 	owed := valueOf(h.got)
 	if owed == 0 {
+		h.close()
 		t.Fatalf("buyer of blocks %d.. was served nothing", from)
 	}
 	h.payUnits(c, owed)
 	h.drain(100 * time.Millisecond)
-	return buyer, c, owed
+	return buyer, h, c, owed
 }
 
 // wantEarned checks that the seeder's session and the ledger both show
@@ -352,16 +361,8 @@ func TestPaymentOnAClosedChannelIsAnsweredClosed(t *testing.T) {
 	s := newSwarm(t, tSize)
 	seeder := s.start(peerOpts{seed: true, acct: s.account(0), redeemEvery: time.Hour})
 	defer seeder.close()
-	_, h, c := payingBuyer(t, s, seeder, 10_000)
+	_, h, c, owed := buyAndStay(t, s, seeder, 10_000, 0)
 	defer h.close()
-	h.request(0, 8)
-	h.drain(300 * time.Millisecond)
-	owed := valueOf(h.got)
-	if owed == 0 {
-		t.Fatal("nothing served")
-	}
-	h.payUnits(c, owed)
-	h.drain(100 * time.Millisecond)
 	seeder.sess.settleChannels(context.Background(), func(*inChannel) bool { return true }) // as when it stops
 	ch, err := s.prov.Ledger().Channel(context.Background(), c.v.Channel)
 	if err != nil || ch.State != ledger.StateClosed {

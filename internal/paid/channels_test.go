@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -161,28 +160,4 @@ func onePieceUploader(t *testing.T, s *swarm, ln net.Listener, acct *account) *h
 		t.Fatal("the piece served was not paid for")
 	}
 	return up
-}
-
-// An uploader that delivers one piece and stops gets its first channel
-// and nothing more: the early refills that keep a fast uploader from
-// waiting on the broker are for uploaders paid for a few pieces.
-func TestOnePieceDoesNotEarnASecondChannel(t *testing.T) {
-	s := newSwarm(t, eagerSize)
-	ln := listen(t)
-	leech := s.start(peerOpts{acct: s.account(1_000_000), peers: []netip.AddrPort{addrOf(ln)}})
-	acct := s.account(0)
-	up := onePieceUploader(t, s, ln, acct)
-	defer up.close()
-	up.drain(300 * time.Millisecond)
-	channels := 0
-	for _, m := range up.fg {
-		if m.Type == typeChannel {
-			channels++
-		}
-	}
-	st := leech.sess.Stats()
-	if first := valueOf(firstChannelBytes); channels != 1 || st.Locked > first {
-		t.Fatalf("after one piece: %d channels, %d units locked; want 1 channel of at most %d", channels, st.Locked, first)
-	}
-	leech.close()
 }

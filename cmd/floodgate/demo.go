@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -15,7 +16,7 @@ import (
 )
 
 func newDemoCmd() *cobra.Command {
-	var jsonPath string
+	var jsonPath, logPath string
 	cmd := &cobra.Command{
 		Use:   "demo [--json REPORT.json]",
 		Short: "Run a local swarm and watch it deliver content",
@@ -34,19 +35,30 @@ well under a minute.`,
 			sc := emulator.Demo()
 			fmt.Fprintf(cmd.OutOrStdout(), "Floodgate demo: %s file, origin upload %s, %d peers\n\n",
 				units.FormatBytes(sc.Size), units.FormatRate(sc.OriginUpload), countPeers(sc))
-			return runScenario(cmd, sc, jsonPath)
+			return runScenario(cmd, sc, jsonPath, logPath)
 		},
 	}
 	cmd.Flags().StringVar(&jsonPath, "json", "", "also write the JSON report (DESIGN §6 format) here")
+	cmd.Flags().StringVar(&logPath, "log", "", "write every peer's debug log (connections, holds, channel opens and closes) to this file")
 	return cmd
 }
 
 // runScenario runs sc with a live view, prints the summary and writes the
-// JSON report if asked (demo and emulate).
-func runScenario(cmd *cobra.Command, sc emulator.Scenario, jsonPath string) error {
+// JSON report if asked (demo and emulate), and the peers' debug log.
+func runScenario(cmd *cobra.Command, sc emulator.Scenario, jsonPath, logPath string) error {
 	out := cmd.OutOrStdout()
+	opts := emulator.Options{}
+	if logPath != "" {
+		f, err := os.Create(logPath)
+		if err != nil {
+			return fmt.Errorf("--log: %w", err)
+		}
+		defer f.Close()
+		opts.Logger = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	live := newLiveView(out)
-	rep, err := emulator.Run(cmd.Context(), sc, emulator.Options{Observe: live.draw})
+	opts.Observe = live.draw
+	rep, err := emulator.Run(cmd.Context(), sc, opts)
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,7 @@ import (
 )
 
 func newEmulateCmd() *cobra.Command {
-	var jsonPath string
+	var jsonPath, logPath string
 	cmd := &cobra.Command{
 		Use:   "emulate SCENARIO.toml [--json REPORT.json]",
 		Short: "Run a scenario: a whole swarm in one process over loopback",
@@ -34,9 +34,10 @@ max_duration. Exit status 0 whenever a report was written.`,
 			for _, n := range notes {
 				fmt.Fprintln(cmd.ErrOrStderr(), "note:", n)
 			}
-			return runScenario(cmd, sc, jsonPath)
+			return runScenario(cmd, sc, jsonPath, logPath)
 		},
 	}
 	cmd.Flags().StringVar(&jsonPath, "json", "", "write the JSON report here")
+	cmd.Flags().StringVar(&logPath, "log", "", "write every peer's debug log (connections, holds, channel opens and closes) to this file")
 	return cmd
 }

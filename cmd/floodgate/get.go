@@ -81,6 +81,10 @@ type paidQuote struct {
 	// asked for in the background so the broker round trip overlaps the
 	// node's start-up.
 	balance chan balanceResult
+	// answered is closed once the balance is in (or failed): the node
+	// opens no channel before, so the balance shown is the one before
+	// this download locked anything.
+	answered chan struct{}
 }
 
 type balanceResult struct {
@@ -118,11 +122,12 @@ func startQuote(ctx context.Context, ps paidSetup, class string, maxSpend, size 
 		return nil, fmt.Errorf("register with broker %s: %w", ps.terms.Broker, err)
 	}
 	q := &paidQuote{class: cls.Name, perMiB: cls.PricePerMiB, price: price, size: size,
-		account: reg.Account, cert: reg.Certificate, balance: make(chan balanceResult, 1)}
+		account: reg.Account, cert: reg.Certificate, balance: make(chan balanceResult, 1), answered: make(chan struct{})}
 	go func() {
 		defer bc.CloseIdleConnections()
 		b, err := bc.Balance(ctx, reg.Account)
 		q.balance <- balanceResult{b, err}
+		close(q.answered)
 	}()
 	return q, nil
 }
@@ -180,14 +185,15 @@ verified on disk. On a terminal it shows a live progress line.`,
 				return err
 			}
 			var (
-				q    *paidQuote
-				cert *identity.Certificate
+				q        *paidQuote
+				cert     *identity.Certificate
+				answered <-chan struct{}
 			)
 			if ps.terms != nil {
 				if q, err = startQuote(cmd.Context(), ps, class, maxSpend, mi.Info.TotalLength()); err != nil {
 					return err
 				}
-				cert = &q.cert
+				cert, answered = &q.cert, q.answered
 			}
 			up, down, err := pf.limits()
 			if err != nil {
@@ -219,6 +225,7 @@ verified on disk. On a terminal it shows a live progress line.`,
 				Certificate:   cert,
 				Class:         class,
 				MaxSpend:      maxSpend,
+				OpenGate:      answered,
 				StatePath:     ps.state,
 				OnTrackerError: func(url string, err error) {
 					if bar.enabled {

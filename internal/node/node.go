@@ -49,6 +49,9 @@ type Config struct {
 	Class string
 	// MaxSpend caps what a paid download may lock and spend (0 = no cap).
 	MaxSpend int64
+	// OpenGate, if set, holds back channel opens until it is closed (see
+	// paid.Config.OpenGate).
+	OpenGate <-chan struct{}
 	// StatePath persists payment state (unredeemed earnings, credit).
 	StatePath string
 	// Credit tunes the credit windows granted to paying peers.

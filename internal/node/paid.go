@@ -60,6 +60,7 @@ func startPayments(ctx context.Context, cfg Config, tm *terms.Terms) (*paid.Sess
 		Free:      cfg.Free,
 		Credit:    cfg.Credit,
 		MaxSpend:  cfg.MaxSpend,
+		OpenGate:  cfg.OpenGate,
 		StatePath: cfg.StatePath,
 		Logger:    logger,
 		ExternalIPs: func() []netip.Addr {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -160,4 +161,30 @@ func onePieceUploader(t *testing.T, s *swarm, ln net.Listener, acct *account) *h
 		t.Fatal("the piece served was not paid for")
 	}
 	return up
+}
+
+// Channel opens wait for the open gate (get closes it once the balance it
+// shows is in), and the download goes on once it opens.
+func TestOpensWaitForTheGate(t *testing.T) {
+	s := newSwarm(t, tSize)
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
+	gate := make(chan struct{})
+	buyer := s.account(10_000)
+	leech := s.start(peerOpts{acct: buyer, peers: []netip.AddrPort{seeder.addr()}, openGate: gate})
+	time.Sleep(300 * time.Millisecond)
+	if b := s.balance(buyer.id); b != 10_000 {
+		t.Fatalf("%d units locked before the gate opened", 10_000-b)
+	}
+	close(gate)
+	leech.waitDone(10 * time.Second)
+	price := valueOf(tSize)
+	eventually(t, 5*time.Second, "the last payment received", func() bool {
+		st := seeder.sess.Stats()
+		return st.Earned+st.Pending >= price
+	})
+	leech.close()
+	seeder.close()
+	if b := s.balance(buyer.id); b != 10_000-price {
+		t.Fatalf("buyer balance %d, want %d", b, 10_000-price)
+	}
 }

@@ -180,6 +180,8 @@ type peerOpts struct {
 	redeemEvery time.Duration
 	// broker, when set, wraps the session's broker (to count or fail calls).
 	broker func(Broker) Broker
+	// openGate holds back channel opens until closed (Config.OpenGate).
+	openGate <-chan struct{}
 }
 
 // peer is an honest Floodgate peer: storage, engine and paid session, as
@@ -238,6 +240,7 @@ func (s *swarm) start(o peerOpts) *peer {
 		Now:          o.now,
 		Free:         o.free,
 		Logger:       debugLogger(o.acct.id),
+		OpenGate:     o.openGate,
 	})
 	if err != nil {
 		s.t.Fatal(err)

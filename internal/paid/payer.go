@@ -462,6 +462,12 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 	chain := hashchain.New(seed, length)
 	var idem [16]byte
 	rand.Read(idem[:])
+	if s.cfg.OpenGate != nil {
+		select {
+		case <-s.cfg.OpenGate:
+		case <-s.ctx.Done():
+		}
+	}
 	expiry := s.cfg.Now().Add(s.cfg.ChannelTTL)
 	began := time.Now()
 	v, err := s.cfg.Broker.Open(s.ctx, "open-"+hex.EncodeToString(idem[:]), account, identity.Digest(chain.Root()), length, 1, expiry)

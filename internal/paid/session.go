@@ -102,6 +102,12 @@ type Config struct {
 	// MaxSpend caps what this session locks and pays as a downloader;
 	// 0 = no cap beyond the balance.
 	MaxSpend int64
+	// OpenGate, if set, holds back every channel open until it is closed:
+	// `get` closes it once the broker answered the balance it shows, so
+	// the balance is the one before this download locked anything (the
+	// question races the node's start-up, and usually wins long before
+	// the first channel is wanted).
+	OpenGate <-chan struct{}
 	// ChannelValue is how many units one channel locks (default: the
 	// price of 64 MiB at our class, at least 64).
 	ChannelValue int64

@@ -139,26 +139,9 @@ func (s *Server) redeem(ctx context.Context, c *call) (any, *Error) {
 
 // redeemChannel redeems channel id up to index for its payee, the caller.
 func (s *Server) redeemChannel(ctx context.Context, c *call, id string, index int64, preimage identity.Digest) (RedeemResponse, *Error) {
-	var redeemed int64
-	parties, ok := s.parties.get(id)
-	if !ok {
-		ch, e := s.loadChannel(ctx, c, id)
-		if e != nil {
-			return RedeemResponse{}, e
-		}
-		parties = [2]string{string(ch.Payer), string(ch.Payee)}
-		s.parties.put(ch.ID, parties[0], parties[1])
-		redeemed = ch.Redeemed
-	}
-	switch c.account {
-	case parties[1]:
-	case parties[0]:
-		return RedeemResponse{}, apiError(http.StatusForbidden, CodeForbidden, "only the channel's payee may redeem it")
-	default:
-		if !c.isProvider {
-			return RedeemResponse{}, apiError(http.StatusNotFound, CodeNotFound, "no channel %q", id)
-		}
-		return RedeemResponse{}, apiError(http.StatusForbidden, CodeForbidden, "only the channel's payee may redeem it")
+	redeemed, e := s.checkParty(ctx, c, id, true)
+	if e != nil {
+		return RedeemResponse{}, e
 	}
 	paid, err := s.cfg.Ledger.Redeem(ctx, id, index, preimage, c.now)
 	if err != nil {
@@ -180,14 +163,9 @@ func (s *Server) close(ctx context.Context, c *call) (any, *Error) {
 // closeChannel closes channel id for the caller (its payee, or its payer
 // once it expired: the ledger decides).
 func (s *Server) closeChannel(ctx context.Context, c *call, id string) (CloseResponse, *Error) {
-	// A party known from the cache needs no read: the ledger checks
-	// within its transaction who may close it and when.
-	if parties, ok := s.parties.get(id); !ok || (c.account != parties[0] && c.account != parties[1]) {
-		ch, e := s.loadChannel(ctx, c, id)
-		if e != nil {
-			return CloseResponse{}, e
-		}
-		s.parties.put(ch.ID, string(ch.Payer), string(ch.Payee))
+	// The ledger checks within its transaction who may close it and when.
+	if _, e := s.checkParty(ctx, c, id, false); e != nil {
+		return CloseResponse{}, e
 	}
 	refund, err := s.cfg.Ledger.Close(ctx, id, ledger.AccountID(c.account), c.now)
 	if err != nil {
@@ -214,7 +192,7 @@ func (s *Server) redemptions(ctx context.Context, c *call) (any, *Error) {
 	at := make([]int, 0, len(req.Redemptions)) // items[k] answers Results[at[k]]
 	for i, r := range req.Redemptions {
 		resp.Results[i].Channel = r.Channel
-		if e := s.checkSettler(ctx, c, r.Channel, r.Index > 0); e != nil {
+		if _, e := s.checkParty(ctx, c, r.Channel, r.Index > 0); e != nil {
 			resp.Results[i].Error = e
 			continue
 		}
@@ -236,36 +214,32 @@ func (s *Server) redemptions(ctx context.Context, c *call) (any, *Error) {
 	return resp, nil
 }
 
-// checkSettler refuses a redemption (redeem set) or close of channel id
-// by a caller the ledger would refuse anyway, with the answers the single
-// routes give: a stranger learns nothing of the channel. A party known
-// from the cache costs no read.
-func (s *Server) checkSettler(ctx context.Context, c *call, id string, redeem bool) *Error {
+// checkParty refuses a redemption (redeem set) or close of channel id by
+// a caller the ledger would refuse anyway: only the payee redeems; the
+// payer and the provider may close once the channel expired (the ledger
+// decides when), and a stranger learns nothing of the channel. A party
+// known from the cache costs no read; when the channel was read,
+// redeemed is how far it stood.
+func (s *Server) checkParty(ctx context.Context, c *call, id string, redeem bool) (redeemed int64, e *Error) {
 	parties, ok := s.parties.get(id)
 	if !ok {
 		ch, e := s.loadChannel(ctx, c, id)
 		if e != nil {
-			return e
+			return 0, e
 		}
 		parties = [2]string{string(ch.Payer), string(ch.Payee)}
 		s.parties.put(ch.ID, parties[0], parties[1])
-	}
-	switch c.account {
-	case parties[1]:
-		return nil
-	case parties[0]:
-		if redeem {
-			return apiError(http.StatusForbidden, CodeForbidden, "only the channel's payee may redeem it")
-		}
-		return nil // the ledger lets a payer close an expired channel
+		redeemed = ch.Redeemed
 	}
 	switch {
-	case !c.isProvider:
-		return apiError(http.StatusNotFound, CodeNotFound, "no channel %q", id)
+	case c.account == parties[1]:
+		return redeemed, nil
+	case c.account != parties[0] && !c.isProvider:
+		return 0, apiError(http.StatusNotFound, CodeNotFound, "no channel %q", id)
 	case redeem:
-		return apiError(http.StatusForbidden, CodeForbidden, "only the channel's payee may redeem it")
+		return 0, apiError(http.StatusForbidden, CodeForbidden, "only the channel's payee may redeem it")
 	}
-	return nil // the provider may close an expired channel, as with close
+	return redeemed, nil
 }
 
 func (s *Server) audit(ctx context.Context, c *call) (any, *Error) {

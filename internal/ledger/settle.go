@@ -66,9 +66,9 @@ func (l *Ledger) Settle(ctx context.Context, by AccountID, items []Settlement, n
 	out := make([]Settled, len(items))
 	order := make([]int, 0, len(items))
 	for i, it := range items {
-		switch {
-		case checkID("channel id", it.Channel) != nil:
-			out[i].Err = checkID("channel id", it.Channel)
+		switch idErr := checkID("channel id", it.Channel); {
+		case idErr != nil:
+			out[i].Err = idErr
 		case it.Index < 0:
 			out[i].Err = fmt.Errorf("%w: index %d is negative", ErrInvalid, it.Index)
 		case it.Index > 0 || it.Close:

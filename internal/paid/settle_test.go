@@ -264,7 +264,7 @@ func TestNotInterestedPaysWhatIsDeferred(t *testing.T) {
 	// The first piece opens a channel and is paid for at once.
 	w.sess.Verified(0, []engine.Contribution{{Peer: w.peer, Bytes: tPiece}})
 	eventually(t, 2*time.Second, "the first payment", func() bool { return pays() == 1 })
-	// A little more is deferred: less than half of what was paid.
+	// A little more is deferred: less than a quarter of what was paid.
 	w.sess.Verified(1, []engine.Contribution{{Peer: w.peer, Bytes: tBlock / 2}})
 	if n := pays(); n != 1 {
 		t.Fatalf("%d payments right after a small piece, want it deferred", n)
@@ -276,51 +276,6 @@ func TestNotInterestedPaysWhatIsDeferred(t *testing.T) {
 	time.Sleep(2 * payDelay)
 	if n := pays(); n != 2 {
 		t.Fatalf("%d payments once the batch timer fired, want no more", n)
-	}
-}
-
-// What is due to an uploader already paid goes out at once when it
-// reaches half of what we ever paid it (the uploader's window is twice
-// that, so as much again is left for blocks in flight), and after
-// payDelay when less is due: each payment costs both sides a write, a
-// wake-up and a read.
-func TestPaymentsGoOutAtHalfOfWhatWasPaid(t *testing.T) {
-	w := newFuzzWorld(t)
-	defer w.sess.Close()
-	w.sess.SetLeft(1 << 30)
-	pays := func() int {
-		w.sess.mu.Lock() // the session sends under its lock
-		defer w.sess.mu.Unlock()
-		n := 0
-		for _, b := range w.peer.sent {
-			if m, err := decodeMessage(b); err == nil && m.Type == typePay {
-				n++
-			}
-		}
-		return n
-	}
-	// The first piece (64 units at tPrice) opens a channel and is paid at once.
-	w.sess.Verified(0, []engine.Contribution{{Peer: w.peer, Bytes: tPiece}})
-	eventually(t, 2*time.Second, "the first payment", func() bool { return pays() == 1 })
-	// A quarter of that is due: deferred.
-	w.sess.Verified(1, []engine.Contribution{{Peer: w.peer, Bytes: tPiece / 4}})
-	if n := pays(); n != 1 {
-		t.Fatalf("%d payments with a quarter of what was paid due, want it deferred", n)
-	}
-	// Half of it is due: paid at once.
-	w.sess.Verified(2, []engine.Contribution{{Peer: w.peer, Bytes: tPiece / 4}})
-	if n := pays(); n != 2 {
-		t.Fatalf("%d payments with half of what was paid due, want 2", n)
-	}
-	// A little more is deferred, and goes out when the batch timer fires.
-	w.sess.Verified(3, []engine.Contribution{{Peer: w.peer, Bytes: tBlock}})
-	if n := pays(); n != 2 {
-		t.Fatalf("%d payments right after a block, want it deferred", n)
-	}
-	eventually(t, 4*payDelay, "the deferred payment", func() bool { return pays() == 3 })
-	// 64 + 16 + 16 + 16 units: everything verified is paid.
-	if spent := w.sess.Stats().Spent; spent != 112 {
-		t.Fatalf("spent %d units after the batch timer fired, want 112", spent)
 	}
 }
 

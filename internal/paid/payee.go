@@ -222,7 +222,7 @@ func (s *Session) backing(account string, now time.Time) (value int64, shown boo
 // hold holds ps's requests. It sends an invoice when ps starts being held
 // and every invoiceEvery while it stays held: the payer pays what is due
 // on an invoice at once rather than with its next payment batch (see
-// payDelay), which a held payer would otherwise wait for, up to 200 ms a
+// payDelay), which a held payer would otherwise wait for, up to 50 ms a
 // time, while its credit window is small.
 func (s *Session) hold(ps *peerState, why string) engine.Verdict {
 	starts := !ps.held

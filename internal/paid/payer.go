@@ -89,26 +89,19 @@ func (po *payeeState) keep(c *outChannel) {
 // one (perf stat); at one per four megabytes, about 100 reads. With four
 // leechers trading, each uploader sends a few dozen megabytes a second to
 // each downloader, so a 10 ms delay still meant a payment per half
-// megabyte (212 per download); 50 ms cut that to 148. Most of those were
-// the slow start (a quarter of what was paid is one fourfold-smaller step
-// after another) and the 50 ms timer firing before 4 MiB was due: with a
-// half, 16 MiB batches and 200 ms, four leechers send 314 payments per
-// run instead of 610, and a paid leecher's context switches fell from 14 %
-// above a plain one's to 1 % (perf stat, 9 rounds).
+// megabyte (212 per download); 50 ms cut that to 148.
 //
 // What is due is sent once payDelay after the first unpaid piece, or at
-// once when it reaches payBatchBytes' worth or half of what we ever paid
-// that uploader, whichever is less, and always right before we say "not
-// interested" (NotInterested), on an invoice, or when the download
-// completes. The half keeps the deferred value inside the uploader's
-// credit window (twice what was paid, see internal/credit) with as much
-// again left for blocks in flight, so early payments, while the window is
-// small, still go out piece by piece; the full window (32 MiB and four
-// pieces) holds a batch and a deep request pipeline. An uploader with a
-// smaller window holds us and sends an invoice, which we pay at once.
+// once when it reaches payBatchBytes' worth or a quarter of what we ever
+// paid that uploader, whichever is less, and always right before we say
+// "not interested" (NotInterested) or when the download completes. The
+// quarter keeps the deferred value well inside the uploader's credit
+// window (twice what was paid, see internal/credit), so early payments,
+// while the window is small, still go out piece by piece; the full window
+// (32 MiB and four pieces) holds a deep request pipeline plus a batch.
 const (
-	payDelay      = 200 * time.Millisecond
-	payBatchBytes = 16 << 20
+	payDelay      = 50 * time.Millisecond
+	payBatchBytes = 4 << 20
 )
 
 // firstChannelBytes is what the first channel to a new uploader buys.
@@ -275,7 +268,7 @@ func (s *Session) payBatch(account string) int64 {
 	if err != nil {
 		batch = 0
 	}
-	return min(batch, s.tab.PaidTo(account)/2)
+	return min(batch, s.tab.PaidTo(account)/4)
 }
 
 // Failed implements engine.Payments: tell each authenticated contributor of

@@ -234,6 +234,46 @@ func TestQuietPayersRounds(t *testing.T) {
 	}
 }
 
+// While we still download, a payer's channels stay open as long as it is
+// connected, interested or not (our new pieces make it interested again),
+// and close once it has been gone for goneGrace: what it locked goes back
+// to it then, not when our download ends.
+func TestLeecherClosesTheChannelsOfAPayerThatLeft(t *testing.T) {
+	w := newFuzzWorld(t)
+	defer w.sess.Close()
+	s := w.sess
+	s.SetLeft(1 << 20)
+	payer := fuzzKey(3).AccountID()
+	v, err := identity.SignVoucher(fuzzKey(1), identity.Voucher{Channel: "ch-1", Payer: payer, Payee: fuzzKey(2).AccountID(),
+		Root: identity.Digest(w.chain.Root()), Length: 1000, Unit: 1, Expiry: fuzzNow.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vb, _ := v.MarshalBinary()
+	if err := s.Message(w.peer, message{Type: typeChannel, Voucher: vb}.encode()); err != nil {
+		t.Fatal(err)
+	}
+	round := func(at time.Duration) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.quietPayers(fuzzNow.Add(at))[payer]
+	}
+	if round(0) || round(2*time.Second) {
+		t.Fatal("a leecher would close an interested payer's channels")
+	}
+	w.peer.uninterested = true
+	if round(4*time.Second) || round(6*time.Second) || round(time.Hour) {
+		t.Fatal("a leecher would close a connected payer's channels")
+	}
+	s.Closed(w.peer)
+	if round(2*time.Hour) || round(2*time.Hour+goneGrace-time.Millisecond) {
+		t.Fatal("a payer that just left would lose its channels")
+	}
+	if !round(2*time.Hour + goneGrace) {
+		t.Fatal("a payer gone for goneGrace keeps its channels until the leecher stops")
+	}
+}
+
 // A payer told "closed" for a channel the broker closed below what it paid
 // on it (payments that crossed the close) pays the difference again, once,
 // on a new channel.

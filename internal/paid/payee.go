@@ -334,13 +334,13 @@ const goneGrace = 30 * time.Second
 // before it says so, and what it may still owe then (end-game copies,
 // fractions of a unit) it never pays, so that is no reason to wait.
 // Should it want more after all, it hears "closed" and opens a new
-// channel. s.mu is held.
+// channel. While we still download, only payers gone for goneGrace count:
+// a connected payer loses and regains interest as our pieces come, but
+// one that left would otherwise wait for our exit (a long download may
+// run for hours). s.mu is held.
 func (s *Session) quietPayers(now time.Time) map[string]bool {
 	quiet := make(map[string]bool)
-	if !s.complete && s.left > 0 {
-		s.quietSince = nil // a leecher's payers lose and regain interest as pieces come
-		return quiet
-	}
+	leeching := !s.complete && s.left > 0
 	connected, interested := make(map[string]bool), make(map[string]bool)
 	for _, ps := range s.peers {
 		if ps.p != nil && ps.authed {
@@ -350,7 +350,7 @@ func (s *Session) quietPayers(now time.Time) map[string]bool {
 	}
 	since := make(map[string]time.Time)
 	for account, chans := range s.byPayer {
-		if len(chans) == 0 || interested[account] {
+		if len(chans) == 0 || interested[account] || (leeching && connected[account]) {
 			continue
 		}
 		first, seen := s.quietSince[account]

@@ -188,22 +188,8 @@ func TestQuietPayersRounds(t *testing.T) {
 	defer w.sess.Close()
 	s := w.sess
 	payer := fuzzKey(3).AccountID()
-	show := func(id string) {
-		v, err := identity.SignVoucher(fuzzKey(1), identity.Voucher{Channel: id, Payer: payer, Payee: fuzzKey(2).AccountID(),
-			Root: identity.Digest(w.chain.Root()), Length: 1000, Unit: 1, Expiry: fuzzNow.Add(time.Hour)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		vb, _ := v.MarshalBinary()
-		if err := s.Message(w.peer, message{Type: typeChannel, Voucher: vb}.encode()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	round := func(at time.Duration) bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.quietPayers(fuzzNow.Add(at))[payer]
-	}
+	show := func(id string) { showQuietTestChannel(t, w, id) }
+	round := func(at time.Duration) bool { return quietAt(s, payer, at) }
 	show("ch-1")
 	s.mu.Lock()
 	s.complete = true
@@ -244,20 +230,8 @@ func TestLeecherClosesTheChannelsOfAPayerThatLeft(t *testing.T) {
 	s := w.sess
 	s.SetLeft(1 << 20)
 	payer := fuzzKey(3).AccountID()
-	v, err := identity.SignVoucher(fuzzKey(1), identity.Voucher{Channel: "ch-1", Payer: payer, Payee: fuzzKey(2).AccountID(),
-		Root: identity.Digest(w.chain.Root()), Length: 1000, Unit: 1, Expiry: fuzzNow.Add(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vb, _ := v.MarshalBinary()
-	if err := s.Message(w.peer, message{Type: typeChannel, Voucher: vb}.encode()); err != nil {
-		t.Fatal(err)
-	}
-	round := func(at time.Duration) bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.quietPayers(fuzzNow.Add(at))[payer]
-	}
+	showQuietTestChannel(t, w, "ch-1")
+	round := func(at time.Duration) bool { return quietAt(s, payer, at) }
 	if round(0) || round(2*time.Second) {
 		t.Fatal("a leecher would close an interested payer's channels")
 	}
@@ -272,6 +246,29 @@ func TestLeecherClosesTheChannelsOfAPayerThatLeft(t *testing.T) {
 	if !round(2*time.Hour + goneGrace) {
 		t.Fatal("a payer gone for goneGrace keeps its channels until the leecher stops")
 	}
+}
+
+// showQuietTestChannel has w's peer (fuzzKey(3)) show w's session a
+// channel called id.
+func showQuietTestChannel(t *testing.T, w *fuzzWorld, id string) {
+	t.Helper()
+	v, err := identity.SignVoucher(fuzzKey(1), identity.Voucher{Channel: id, Payer: fuzzKey(3).AccountID(), Payee: fuzzKey(2).AccountID(),
+		Root: identity.Digest(w.chain.Root()), Length: 1000, Unit: 1, Expiry: fuzzNow.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vb, _ := v.MarshalBinary()
+	if err := w.sess.Message(w.peer, message{Type: typeChannel, Voucher: vb}.encode()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// quietAt runs s's early-close round at fuzzNow+at and reports whether it
+// would close payer's channels.
+func quietAt(s *Session, payer string, at time.Duration) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.quietPayers(fuzzNow.Add(at))[payer]
 }
 
 // A payer told "closed" for a channel the broker closed below what it paid

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,6 +247,70 @@ func TestLeecherClosesTheChannelsOfAPayerThatLeft(t *testing.T) {
 	if !round(2*time.Hour + goneGrace) {
 		t.Fatal("a payer gone for goneGrace keeps its channels until the leecher stops")
 	}
+}
+
+// A payer that leaves a leecher it bought from gets its locked funds back
+// after goneGrace (the leecher closes its channels with its next
+// redemption), not when the leecher's download ends; when it comes back,
+// it hears "closed", moves to a new channel and finishes, having paid the
+// price exactly once.
+func TestPayerThatLeftALeecherGetsItsLockBackAndReturns(t *testing.T) {
+	s := newSwarm(t, tSize)
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
+	var skew atomic.Int64 // how far the leecher's clock runs ahead
+	clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	up := s.start(peerOpts{acct: s.account(1 << 20), now: clock, overdue: time.Hour, prefix: tSize / 2})
+	const funds = 1 << 20
+	buyer := s.account(funds)
+	leech := s.start(peerOpts{acct: buyer, peers: []netip.AddrPort{up.addr()}, overdue: time.Hour})
+	half := valueOf(tSize / 2)
+	eventually(t, 20*time.Second, "the buyer has the leecher's half and paid for it", func() bool {
+		return leech.tor.Stats().HavePieces == tSize/tPiece/2 && leech.sess.Stats().Spent == half
+	})
+	eventually(t, 5*time.Second, "the leecher received the payments", func() bool {
+		st := up.sess.Stats()
+		return st.Earned+st.Pending == half
+	})
+	up.sess.mu.Lock()
+	for _, ps := range up.sess.peers {
+		if ps.p != nil && ps.authed {
+			ps.p.Close()
+		}
+	}
+	up.sess.mu.Unlock()
+	time.Sleep(300 * time.Millisecond) // a redemption round sees the buyer gone
+	if b := s.balance(buyer.id); b == funds-half {
+		t.Fatal("the buyer's lock came back before goneGrace")
+	}
+	skew.Store(int64(goneGrace + time.Second))
+	eventually(t, 5*time.Second, "the buyer's channels closed and the rest refunded", func() bool {
+		return s.balance(buyer.id) == funds-half
+	})
+	// The leecher gets the rest from the seeder and dials the buyer again,
+	// which buys it through a new channel. (The IPv4-mapped spelling of
+	// the buyer's address dodges the engine's redial delay.)
+	la := leech.addr()
+	up.tor.AddPeers(seeder.addr(), netip.AddrPortFrom(netip.AddrFrom16(la.Addr().As16()), la.Port()))
+	leech.waitDone(30 * time.Second)
+	price := valueOf(tSize)
+	eventually(t, 5*time.Second, "the buyer paid the whole price", func() bool { return leech.sess.Stats().Spent == price })
+	eventually(t, 5*time.Second, "the leecher received it", func() bool {
+		st := up.sess.Stats()
+		return st.Earned+st.Pending == price
+	})
+	if up.refused(buyer.id) {
+		t.Fatal("the leecher refused the returning buyer")
+	}
+	leech.close()
+	up.close()
+	seeder.close()
+	if st := up.sess.Stats(); st.Earned != price {
+		t.Fatalf("the leecher earned %d, want %d", st.Earned, price)
+	}
+	if b := s.balance(buyer.id); b != funds-price {
+		t.Fatalf("the buyer's balance is %d, want %d", b, funds-price)
+	}
+	s.audit()
 }
 
 // showQuietTestChannel has w's peer (fuzzKey(3)) show w's session a

@@ -176,6 +176,9 @@ type peerOpts struct {
 	maxSpend  int64
 	peers     []netip.AddrPort
 	free      bool // serve plain BitTorrent peers without payment
+	// prefix, for a leecher, is how many bytes of the content it starts
+	// with (whole pieces verify at start-up, a partial last one does not).
+	prefix int
 	// redeemEvery is the periodic redemption (zero = 100 ms).
 	redeemEvery time.Duration
 	// broker, when set, wraps the session's broker (to count or fail calls).
@@ -202,6 +205,11 @@ func (s *swarm) start(o peerOpts) *peer {
 	path, mode := s.content, storage.ReadOnly
 	if !o.seed {
 		path, mode = filepath.Join(s.t.TempDir(), "content.bin"), storage.ReadWrite
+		if o.prefix > 0 {
+			if err := os.WriteFile(path, append(s.data[:o.prefix:o.prefix], make([]byte, len(s.data)-o.prefix)...), 0o644); err != nil {
+				s.t.Fatal(err)
+			}
+		}
 	}
 	st, err := storage.Open(&s.mi.Info, path, mode)
 	if err != nil {

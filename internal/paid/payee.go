@@ -322,8 +322,10 @@ func (s *Session) redeemAll(ctx context.Context) {
 
 // goneGrace is how long a payer with no connection to us keeps its
 // channels open: one that reconnects within it (a restart, a network
-// blip) goes on paying on them instead of opening new ones.
-const goneGrace = 30 * time.Second
+// blip) goes on paying on them instead of opening new ones. It is longer
+// than the engine's 30 s redial delay, so that a payer whose first
+// reconnect failed still gets its second try in.
+const goneGrace = 90 * time.Second
 
 // quietPayers lists the payers whose channels we close before we stop:
 // when we have every piece, a payer not interested in us (it has every

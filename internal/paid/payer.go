@@ -48,6 +48,10 @@ type payeeState struct {
 	grant   int64     // size of the next channel before other limits
 	// payQueued: a deferred payment (see payVerified) is scheduled.
 	payQueued bool
+	// invoiced: the payee holds us and sent an invoice when we owed it
+	// nothing; it waits for blocks of ours still unverified, so what comes
+	// due next is paid at once rather than batched (see onInvoice).
+	invoiced bool
 	// wanted: we asked for blocks from this uploader (see MayRequest).
 	wanted bool
 	// undelivered: our channel was opened before it delivered anything;
@@ -244,7 +248,10 @@ func (s *Session) Verified(piece int, from []engine.Contribution) {
 // payDelay). s.mu is held.
 func (s *Session) payVerified(account string) {
 	po := s.out[account]
-	if po == nil || s.left == 0 || s.tab.Due(account) >= s.payBatch(account) {
+	if po == nil || s.left == 0 || po.invoiced || s.tab.Due(account) >= s.payBatch(account) {
+		if po != nil {
+			po.invoiced = false
+		}
 		s.payOut(account) // the first payment opens a channel: no delay
 		return
 	}
@@ -260,6 +267,19 @@ func (s *Session) payVerified(account string) {
 			s.payOut(account)
 		}
 	})
+}
+
+// onInvoice answers a payee that holds us: what is due goes at once. If
+// nothing is (it holds us for blocks whose pieces have not verified yet),
+// the next payment to it goes at once too, not up to payDelay later: the
+// payee invoices again only every invoiceEvery, and holds us meanwhile.
+// We never pay what the invoice claims, only what our own count says.
+// s.mu is held.
+func (s *Session) onInvoice(ps *peerState) {
+	if po := s.out[ps.account]; po != nil && s.tab.Due(ps.account) == 0 {
+		po.invoiced = true
+	}
+	s.payOut(ps.account)
 }
 
 // payBatch is how much may be due to account before we pay at once.

@@ -482,7 +482,7 @@ func (s *Session) Message(p engine.Peer, payload []byte) error {
 	case typePay:
 		return s.onPay(ps, m)
 	case typeInvoice:
-		s.payOut(ps.account)
+		s.onInvoice(ps)
 	case typeRefuse:
 		s.log.Warn("peer refuses service", "peer", ps.account, "code", m.Code, "reason", m.Reason)
 	case typeFailed:

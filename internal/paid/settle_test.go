@@ -247,23 +247,8 @@ func TestEarningsCountWhenTheCloseFails(t *testing.T) {
 // stops waiting for them, and a finished uploader may be gone when the
 // batch would have been sent.
 func TestNotInterestedPaysWhatIsDeferred(t *testing.T) {
-	w := newFuzzWorld(t)
-	defer w.sess.Close()
-	w.sess.SetLeft(1 << 30)
-	pays := func() int {
-		w.sess.mu.Lock() // the session sends under its lock
-		defer w.sess.mu.Unlock()
-		n := 0
-		for _, b := range w.peer.sent {
-			if m, err := decodeMessage(b); err == nil && m.Type == typePay {
-				n++
-			}
-		}
-		return n
-	}
-	// The first piece opens a channel and is paid for at once.
-	w.sess.Verified(0, []engine.Contribution{{Peer: w.peer, Bytes: tPiece}})
-	eventually(t, 2*time.Second, "the first payment", func() bool { return pays() == 1 })
+	w := paidOnePiece(t)
+	pays := func() int { return paymentsSent(w) }
 	// A little more is deferred: less than a quarter of what was paid.
 	w.sess.Verified(1, []engine.Contribution{{Peer: w.peer, Bytes: tBlock / 2}})
 	if n := pays(); n != 1 {
@@ -277,6 +262,54 @@ func TestNotInterestedPaysWhatIsDeferred(t *testing.T) {
 	if n := pays(); n != 2 {
 		t.Fatalf("%d payments once the batch timer fired, want no more", n)
 	}
+}
+
+// An invoice that finds nothing due (the payee holds us for blocks whose
+// pieces have not verified yet) makes the next payment go at once instead
+// of up to payDelay later; the one after is batched again.
+func TestInvoiceWithNothingDueSpeedsTheNextPayment(t *testing.T) {
+	w := paidOnePiece(t)
+	pays := func() int { return paymentsSent(w) }
+	if err := w.sess.Message(w.peer, message{Type: typeInvoice, Owed: 80, Paid: 64}.encode()); err != nil {
+		t.Fatal(err)
+	}
+	if n := pays(); n != 1 {
+		t.Fatalf("%d payments after an invoice with nothing due, want 1: the invoice's claim is not paid", n)
+	}
+	w.sess.Verified(1, []engine.Contribution{{Peer: w.peer, Bytes: tBlock / 2}})
+	if n := pays(); n != 2 {
+		t.Fatalf("%d payments right after the piece that followed the invoice, want 2", n)
+	}
+	w.sess.Verified(2, []engine.Contribution{{Peer: w.peer, Bytes: tBlock / 2}})
+	if n := pays(); n != 2 {
+		t.Fatalf("%d payments after a second small piece, want it batched again", n)
+	}
+	eventually(t, 4*payDelay, "the batched payment", func() bool { return pays() == 3 })
+}
+
+// paidOnePiece is a downloading session that verified one piece from its
+// peer and paid for it at once (the first payment opens a channel).
+func paidOnePiece(t *testing.T) *fuzzWorld {
+	t.Helper()
+	w := newFuzzWorld(t)
+	t.Cleanup(func() { w.sess.Close() })
+	w.sess.SetLeft(1 << 30)
+	w.sess.Verified(0, []engine.Contribution{{Peer: w.peer, Bytes: tPiece}})
+	eventually(t, 2*time.Second, "the first payment", func() bool { return paymentsSent(w) == 1 })
+	return w
+}
+
+// paymentsSent counts the pay messages w's session sent to w's peer.
+func paymentsSent(w *fuzzWorld) int {
+	w.sess.mu.Lock() // the session sends under its lock
+	defer w.sess.mu.Unlock()
+	n := 0
+	for _, b := range w.peer.sent {
+		if m, err := decodeMessage(b); err == nil && m.Type == typePay {
+			n++
+		}
+	}
+	return n
 }
 
 // lostAnswerBroker redeems as asked but loses the answer to the first

@@ -85,6 +85,19 @@ type paidQuote struct {
 	// opens no channel before, so the balance shown is the one before
 	// this download locked anything.
 	answered chan struct{}
+	// answer is the balance, set before answered is closed.
+	answer balanceResult
+}
+
+// knownBalance is the balance once the broker answered (see
+// paid.Config.Balance); ok is false before, or if it could not tell.
+func (q *paidQuote) knownBalance() (int64, bool) {
+	select {
+	case <-q.answered:
+		return q.answer.units, q.answer.err == nil
+	default:
+		return 0, false
+	}
 }
 
 type balanceResult struct {
@@ -126,7 +139,8 @@ func startQuote(ctx context.Context, ps paidSetup, class string, maxSpend, size 
 	go func() {
 		defer bc.CloseIdleConnections()
 		b, err := bc.Balance(ctx, reg.Account)
-		q.balance <- balanceResult{b, err}
+		q.answer = balanceResult{b, err}
+		q.balance <- q.answer
 		close(q.answered)
 	}()
 	return q, nil
@@ -188,12 +202,13 @@ verified on disk. On a terminal it shows a live progress line.`,
 				q        *paidQuote
 				cert     *identity.Certificate
 				answered <-chan struct{}
+				balance  func() (int64, bool)
 			)
 			if ps.terms != nil {
 				if q, err = startQuote(cmd.Context(), ps, class, maxSpend, mi.Info.TotalLength()); err != nil {
 					return err
 				}
-				cert, answered = &q.cert, q.answered
+				cert, answered, balance = &q.cert, q.answered, q.knownBalance
 			}
 			up, down, err := pf.limits()
 			if err != nil {
@@ -226,6 +241,7 @@ verified on disk. On a terminal it shows a live progress line.`,
 				Class:         class,
 				MaxSpend:      maxSpend,
 				OpenGate:      answered,
+				Balance:       balance,
 				StatePath:     ps.state,
 				OnTrackerError: func(url string, err error) {
 					if bar.enabled {

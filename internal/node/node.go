@@ -52,6 +52,9 @@ type Config struct {
 	// OpenGate, if set, holds back channel opens until it is closed (see
 	// paid.Config.OpenGate).
 	OpenGate <-chan struct{}
+	// Balance, if set, reports the buyer's balance once known (see
+	// paid.Config.Balance).
+	Balance func() (units int64, ok bool)
 	// StatePath persists payment state (unredeemed earnings, credit).
 	StatePath string
 	// Credit tunes the credit windows granted to paying peers.

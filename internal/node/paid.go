@@ -61,6 +61,7 @@ func startPayments(ctx context.Context, cfg Config, tm *terms.Terms) (*paid.Sess
 		Credit:    cfg.Credit,
 		MaxSpend:  cfg.MaxSpend,
 		OpenGate:  cfg.OpenGate,
+		Balance:   cfg.Balance,
 		StatePath: cfg.StatePath,
 		Logger:    logger,
 		ExternalIPs: func() []netip.Addr {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -187,4 +189,63 @@ func TestOpensWaitForTheGate(t *testing.T) {
 	if b := s.balance(buyer.id); b != 10_000-price {
 		t.Fatalf("buyer balance %d, want %d", b, 10_000-price)
 	}
+}
+
+// A buyer whose balance covers the purchase four times opens larger first
+// channels (fewer broker round trips); a buyer with less, or whose balance
+// is not known, the usual small ones. Sizing waits for the open gate,
+// which get closes once the balance is in.
+func TestFirstChannelSizeFollowsTheBalance(t *testing.T) {
+	const size = 64 << 20
+	price := valueOf(size)
+	for _, c := range []struct {
+		name      string
+		funds     int64
+		known     bool
+		wantBytes int64
+	}{
+		{"rich", 4 * price, true, richFirstChannelBytes},
+		{"not rich", 4*price - 1, true, firstChannelBytes},
+		{"unknown", 4 * price, false, firstChannelBytes},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSwarm(t, size)
+			seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
+			buyer := s.account(c.funds)
+			gate := make(chan struct{})
+			opens := &recordingBroker{}
+			leech := s.start(peerOpts{acct: buyer, peers: []netip.AddrPort{seeder.addr()}, openGate: gate,
+				balance: func() (int64, bool) { return c.funds, c.known },
+				broker:  func(b Broker) Broker { opens.Broker = b; return opens }})
+			time.Sleep(100 * time.Millisecond) // the first channel is wanted before the gate opens
+			close(gate)
+			eventually(t, 5*time.Second, "the first channel", func() bool { return len(opens.lengths()) > 0 })
+			if first, want := opens.lengths()[0], valueOf(c.wantBytes); first != want {
+				t.Fatalf("first channel of %d units, want %d (%d MiB)", first, want, c.wantBytes>>20)
+			}
+			leech.close()
+			seeder.close()
+			s.audit()
+		})
+	}
+}
+
+// recordingBroker records the length of every channel opened through it.
+type recordingBroker struct {
+	Broker
+	mu     sync.Mutex
+	opened []int64
+}
+
+func (b *recordingBroker) Open(ctx context.Context, idemKey, payee string, root identity.Digest, length, unit int64, expiry time.Time) (identity.Voucher, error) {
+	b.mu.Lock()
+	b.opened = append(b.opened, length)
+	b.mu.Unlock()
+	return b.Broker.Open(ctx, idemKey, payee, root, length, unit, expiry)
+}
+
+func (b *recordingBroker) lengths() []int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.opened)
 }

@@ -185,6 +185,8 @@ type peerOpts struct {
 	broker func(Broker) Broker
 	// openGate holds back channel opens until closed (Config.OpenGate).
 	openGate <-chan struct{}
+	// balance reports the buyer's balance (Config.Balance).
+	balance func() (int64, bool)
 }
 
 // peer is an honest Floodgate peer: storage, engine and paid session, as
@@ -249,6 +251,7 @@ func (s *swarm) start(o peerOpts) *peer {
 		Free:         o.free,
 		Logger:       debugLogger(o.acct.id),
 		OpenGate:     o.openGate,
+		Balance:      o.balance,
 	})
 	if err != nil {
 		s.t.Fatal(err)

@@ -117,6 +117,17 @@ const (
 // them, and stalled for 20 s unable to pay the origin one unit.
 const firstChannelBytes = 4 << 20
 
+// A buyer whose balance covers the whole purchase richBuyerFactor times
+// opens first channels of richFirstChannelBytes: it cannot lock itself
+// out of paying anyone (channels to uploaders that have not delivered
+// never lock more than is left to buy, see ensureChannel), and a 256 MiB
+// download from four uploaders needs fewer broker round trips at both
+// ends.
+const (
+	richBuyerFactor       = 4
+	richFirstChannelBytes = 16 << 20
+)
+
 // minChannelValue is the smallest channel worth a broker round trip.
 const minChannelValue = 16
 
@@ -349,8 +360,11 @@ func (s *Session) ensureChannel(account string) {
 	}
 	po := s.payee(account)
 	now := s.cfg.Now()
-	if s.closing || po.opening || po.next != nil || now.Before(po.retryAt) {
-		return
+	if s.closing || !s.gateOpen || po.opening || po.next != nil || now.Before(po.retryAt) {
+		return // (awaitGate asks again once the gate opens)
+	}
+	if po.grant == 0 {
+		po.grant = s.firstGrant()
 	}
 	price := s.cfg.Class.PricePerMiB
 	due := s.tab.Due(account)
@@ -456,11 +470,26 @@ func (s *Session) ensureChannel(account string) {
 func (s *Session) payee(account string) *payeeState {
 	po := s.out[account]
 	if po == nil {
-		first, _ := terms.PriceFor(firstChannelBytes, s.cfg.Class.PricePerMiB)
-		po = &payeeState{grant: max(first, minChannelValue)}
+		po = &payeeState{} // grant set by the first channel (firstGrant)
 		s.out[account] = po
 	}
 	return po
+}
+
+// firstGrant sizes the first channel to an uploader: firstChannelBytes'
+// worth, or richFirstChannelBytes' for a buyer whose balance (once the
+// broker told it, see Config.Balance) covers the whole purchase
+// richBuyerFactor times. s.mu is held.
+func (s *Session) firstGrant() int64 {
+	bytes := int64(firstChannelBytes)
+	if s.cfg.Balance != nil {
+		price, err := terms.PriceFor(s.cfg.Torrent.Info.TotalLength(), s.cfg.Class.PricePerMiB)
+		if b, ok := s.cfg.Balance(); ok && err == nil && price <= b/richBuyerFactor {
+			bytes = richFirstChannelBytes
+		}
+	}
+	v, _ := terms.PriceFor(bytes, s.cfg.Class.PricePerMiB)
+	return max(v, minChannelValue)
 }
 
 // dueTotal is what we owe all uploaders together. s.mu is held.
@@ -482,12 +511,6 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 	chain := hashchain.New(seed, length)
 	var idem [16]byte
 	rand.Read(idem[:])
-	if s.cfg.OpenGate != nil {
-		select {
-		case <-s.cfg.OpenGate:
-		case <-s.ctx.Done():
-		}
-	}
 	expiry := s.cfg.Now().Add(s.cfg.ChannelTTL)
 	began := time.Now()
 	v, err := s.cfg.Broker.Open(s.ctx, "open-"+hex.EncodeToString(idem[:]), account, identity.Digest(chain.Root()), length, 1, expiry)

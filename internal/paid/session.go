@@ -108,6 +108,13 @@ type Config struct {
 	// question races the node's start-up, and usually wins long before
 	// the first channel is wanted).
 	OpenGate <-chan struct{}
+	// Balance, if set, reports the buyer's free balance from before this
+	// download locked anything, once known (ok false until then, or if
+	// the broker could not tell; get asks for it at start, see OpenGate).
+	// A buyer whose balance covers the whole purchase richBuyerFactor
+	// times opens larger first channels (richFirstChannelBytes): fewer
+	// broker round trips, and it can afford what they lock.
+	Balance func() (units int64, ok bool)
 	// ChannelValue is how many units one channel locks (default: the
 	// price of 64 MiB at our class, at least 64).
 	ChannelValue int64
@@ -154,6 +161,8 @@ type Session struct {
 	payErr      error // last failure to open a channel
 	complete    bool
 	left        int64 // bytes still to download
+	// gateOpen: channels may be opened (OpenGate closed, or none).
+	gateOpen bool
 
 	// Uploader side.
 	book *credit.Book
@@ -285,7 +294,30 @@ func NewSession(cfg Config) (*Session, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.redeemLoop()
+	s.gateOpen = cfg.OpenGate == nil
+	if !s.gateOpen {
+		s.wg.Add(1)
+		go s.awaitGate()
+	}
 	return s, nil
+}
+
+// awaitGate lets channel opens start once OpenGate closes, and opens the
+// channels wanted meanwhile. Sizing waits too: the first channels depend
+// on the balance the gate waits for (see firstGrant).
+func (s *Session) awaitGate() {
+	defer s.wg.Done()
+	select {
+	case <-s.cfg.OpenGate:
+	case <-s.ctx.Done():
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gateOpen = true
+	for account := range s.out {
+		s.ensureChannel(account)
+	}
 }
 
 // Account is our account id.

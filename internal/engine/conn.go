@@ -98,6 +98,11 @@ type peerConn struct {
 	interested atomic.Bool // mirrors peerInterested for Peer.Interested
 	wake       chan struct{}
 	closing    chan struct{}
+	// drain is closed when the torrent closes: the writer sends what is
+	// queued (the payments for the last pieces, say), and stops;
+	// writerDone is closed when the writer has stopped.
+	drain      chan struct{}
+	writerDone chan struct{}
 }
 
 func (pc *peerConn) lastRecv() time.Time { return time.Unix(0, pc.lastRecvNano.Load()) }
@@ -169,6 +174,8 @@ func (t *Torrent) addConn(nc net.Conn, hs wire.Handshake, out bool) {
 		connectedAt: now,
 		wake:        make(chan struct{}, 1),
 		closing:     make(chan struct{}),
+		drain:       make(chan struct{}),
+		writerDone:  make(chan struct{}),
 	}
 	pc.lastRecvNano.Store(now.UnixNano())
 	pc.lastSentNano.Store(now.UnixNano())
@@ -597,23 +604,16 @@ func (t *Torrent) updateInterest(pc *peerConn) {
 func (pc *peerConn) writeLoop() {
 	t := pc.t
 	defer t.wg.Done()
+	defer close(pc.writerDone)
 	defer pc.nc.Close()
 	w := bufio.NewWriterSize(pc.nc, 256<<10)
 	var enc []byte
 	block := make([]byte, maxRequestLength)
 	var msgs []wire.Message
 	var ups []picker.Block
-	for {
-		select {
-		case <-pc.wake:
-		case <-pc.closing:
-			return
-		case <-t.ctx.Done():
-			return
-		}
+	writeQueued := func() error {
 		pc.wmu.Lock()
 		msgs, pc.queue = pc.queue, msgs[:0]
-		ups, pc.uploads = pc.uploads, ups[:0]
 		pc.wmu.Unlock()
 		for i := range msgs {
 			var err error
@@ -622,10 +622,34 @@ func (pc *peerConn) writeLoop() {
 				_, err = w.Write(enc)
 			}
 			if err != nil {
-				return
+				return err
 			}
 		}
 		clear(msgs)
+		return nil
+	}
+	for {
+		select {
+		case <-pc.drain:
+			// Closing: what is queued goes out (blocks still queued do
+			// not), within drainTimeout even if the peer stops reading.
+			pc.nc.SetWriteDeadline(time.Now().Add(drainTimeout))
+			if writeQueued() == nil {
+				w.Flush()
+			}
+			return
+		case <-pc.wake:
+		case <-pc.closing:
+			return
+		case <-t.ctx.Done():
+			return
+		}
+		if err := writeQueued(); err != nil {
+			return
+		}
+		pc.wmu.Lock()
+		ups, pc.uploads = pc.uploads, ups[:0]
+		pc.wmu.Unlock()
 		for _, b := range ups {
 			data := block[:b.Length]
 			if err := t.store.ReadBlock(int(b.Piece), int64(b.Begin), data); err != nil {

@@ -299,3 +299,25 @@ func TestSeederRefusesToServeDataThatChangedOnDisk(t *testing.T) {
 	}
 	_ = io.EOF
 }
+
+// Closing a torrent sends what its writers have queued before the sockets
+// close: a payment plug-in settles its last payments right before, and
+// they must reach the uploader. The message here is queued without waking
+// the writer, so only the close can send it.
+func TestCloseSendsWhatIsQueued(t *testing.T) {
+	f := newFixture(t, 256<<10, 16<<10)
+	_, tor := f.startPeer(t, Config{}, f.content, true)
+	p := dialRaw(t, tor.c.Addr(), f.mi.InfoHash, 1)
+	p.next(wire.HaveAll) // the connection is registered and its writer runs
+	tor.mu.Lock()
+	for pc := range tor.conns {
+		pc.wmu.Lock()
+		pc.queue = append(pc.queue, wire.NewHave(3))
+		pc.wmu.Unlock()
+	}
+	tor.mu.Unlock()
+	tor.Close()
+	if m := p.next(wire.Have); m.Index != 3 {
+		t.Fatalf("got have %d, want 3", m.Index)
+	}
+}

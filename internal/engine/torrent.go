@@ -263,6 +263,20 @@ func (t *Torrent) Close() {
 		conns = append(conns, pc)
 	}
 	t.mu.Unlock()
+	// Writers send what is queued before the sockets close: a payment
+	// plug-in settles its last payments right before (pay after verify),
+	// and an uploader paid nothing for them would count us as owing.
+	for _, pc := range conns {
+		close(pc.drain)
+	}
+	deadline := time.NewTimer(drainTimeout)
+	defer deadline.Stop()
+	for _, pc := range conns {
+		select {
+		case <-pc.writerDone:
+		case <-deadline.C:
+		}
+	}
 	t.cancel()
 	for _, pc := range conns {
 		pc.nc.Close()
@@ -312,6 +326,9 @@ func (t *Torrent) dialMore(now time.Time) {
 const (
 	maxHalfOpen = 16
 	redialDelay = 30 * time.Second
+	// drainTimeout bounds how long closing waits for writers to send
+	// what is queued to peers that stopped reading.
+	drainTimeout = 500 * time.Millisecond
 )
 
 func (t *Torrent) connectedTo(a netip.AddrPort) bool {

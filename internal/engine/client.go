@@ -138,7 +138,6 @@ func (c *Client) Addr() netip.AddrPort {
 // Close stops the listener and every torrent, and waits for their
 // goroutines to end.
 func (c *Client) Close() error {
-	c.cancel()
 	err := c.ln.Close()
 	c.mu.Lock()
 	ts := make([]*Torrent, 0, len(c.torrents))
@@ -146,9 +145,13 @@ func (c *Client) Close() error {
 		ts = append(ts, t)
 	}
 	c.mu.Unlock()
+	// The torrents close before the client's context ends: theirs derive
+	// from it, and a writer that saw it end would stop without sending
+	// what is queued (see Torrent.Close).
 	for _, t := range ts {
 		t.Close()
 	}
+	c.cancel()
 	c.wg.Wait()
 	c.http.CloseIdleConnections()
 	if errors.Is(err, net.ErrClosed) {

@@ -305,19 +305,27 @@ func TestSeederRefusesToServeDataThatChangedOnDisk(t *testing.T) {
 // they must reach the uploader. The message here is queued without waking
 // the writer, so only the close can send it.
 func TestCloseSendsWhatIsQueued(t *testing.T) {
-	f := newFixture(t, 256<<10, 16<<10)
-	_, tor := f.startPeer(t, Config{}, f.content, true)
-	p := dialRaw(t, tor.c.Addr(), f.mi.InfoHash, 1)
-	p.next(wire.HaveAll) // the connection is registered and its writer runs
-	tor.mu.Lock()
-	for pc := range tor.conns {
-		pc.wmu.Lock()
-		pc.queue = append(pc.queue, wire.NewHave(3))
-		pc.wmu.Unlock()
-	}
-	tor.mu.Unlock()
-	tor.Close()
-	if m := p.next(wire.Have); m.Index != 3 {
-		t.Fatalf("got have %d, want 3", m.Index)
+	for _, how := range []string{"torrent", "client"} {
+		t.Run(how, func(t *testing.T) {
+			f := newFixture(t, 256<<10, 16<<10)
+			c, tor := f.startPeer(t, Config{}, f.content, true)
+			p := dialRaw(t, c.Addr(), f.mi.InfoHash, 1)
+			p.next(wire.HaveAll) // the connection is registered and its writer runs
+			tor.mu.Lock()
+			for pc := range tor.conns {
+				pc.wmu.Lock()
+				pc.queue = append(pc.queue, wire.NewHave(3))
+				pc.wmu.Unlock()
+			}
+			tor.mu.Unlock()
+			if how == "client" {
+				c.Close() // what a node does when it stops
+			} else {
+				tor.Close()
+			}
+			if m := p.next(wire.Have); m.Index != 3 {
+				t.Fatalf("got have %d, want 3", m.Index)
+			}
+		})
 	}
 }

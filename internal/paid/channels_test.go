@@ -191,9 +191,9 @@ func TestOpensWaitForTheGate(t *testing.T) {
 	}
 }
 
-// A buyer whose balance covers the purchase four times opens larger first
-// channels (fewer broker round trips); a buyer with less, or whose balance
-// is not known, the usual small ones. Sizing waits for the open gate,
+// A buyer whose balance (and --max-spend) covers the purchase four times
+// opens larger first channels (fewer broker round trips); a buyer with
+// less, or whose balance is not known, the usual small ones. Sizing waits for the open gate,
 // which get closes once the balance is in.
 func TestFirstChannelSizeFollowsTheBalance(t *testing.T) {
 	const size = 64 << 20
@@ -202,11 +202,14 @@ func TestFirstChannelSizeFollowsTheBalance(t *testing.T) {
 		name      string
 		funds     int64
 		known     bool
+		maxSpend  int64
 		wantBytes int64
 	}{
-		{"rich", 4 * price, true, richFirstChannelBytes},
-		{"not rich", 4*price - 1, true, firstChannelBytes},
-		{"unknown", 4 * price, false, firstChannelBytes},
+		{"rich", 4 * price, true, 0, richFirstChannelBytes},
+		{"rich within max-spend", 4 * price, true, 4 * price, richFirstChannelBytes},
+		{"not rich", 4*price - 1, true, 0, firstChannelBytes},
+		{"max-spend too low", 4 * price, true, 4*price - 1, firstChannelBytes},
+		{"unknown", 4 * price, false, 0, firstChannelBytes},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := newSwarm(t, size)
@@ -214,7 +217,7 @@ func TestFirstChannelSizeFollowsTheBalance(t *testing.T) {
 			buyer := s.account(c.funds)
 			gate := make(chan struct{})
 			opens := &recordingBroker{}
-			leech := s.start(peerOpts{acct: buyer, peers: []netip.AddrPort{seeder.addr()}, openGate: gate,
+			leech := s.start(peerOpts{acct: buyer, peers: []netip.AddrPort{seeder.addr()}, openGate: gate, maxSpend: c.maxSpend,
 				balance: func() (int64, bool) { return c.funds, c.known },
 				broker:  func(b Broker) Broker { opens.Broker = b; return opens }})
 			time.Sleep(100 * time.Millisecond) // the first channel is wanted before the gate opens

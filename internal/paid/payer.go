@@ -478,13 +478,15 @@ func (s *Session) payee(account string) *payeeState {
 
 // firstGrant sizes the first channel to an uploader: firstChannelBytes'
 // worth, or richFirstChannelBytes' for a buyer whose balance (once the
-// broker told it, see Config.Balance) covers the whole purchase
-// richBuyerFactor times. s.mu is held.
+// broker told it, see Config.Balance) and --max-spend cover the whole
+// purchase richBuyerFactor times. s.mu is held.
 func (s *Session) firstGrant() int64 {
 	bytes := int64(firstChannelBytes)
 	if s.cfg.Balance != nil {
+		// --max-spend caps what we ever lock, so it must leave room too.
 		price, err := terms.PriceFor(s.cfg.Torrent.Info.TotalLength(), s.cfg.Class.PricePerMiB)
-		if b, ok := s.cfg.Balance(); ok && err == nil && price <= b/richBuyerFactor {
+		b, ok := s.cfg.Balance()
+		if ok && err == nil && price <= b/richBuyerFactor && (s.cfg.MaxSpend == 0 || price <= s.cfg.MaxSpend/richBuyerFactor) {
 			bytes = richFirstChannelBytes
 		}
 	}

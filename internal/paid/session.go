@@ -292,9 +292,9 @@ func NewSession(cfg Config) (*Session, error) {
 	}
 	s.book = book
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.gateOpen = cfg.OpenGate == nil
 	s.wg.Add(1)
 	go s.redeemLoop()
-	s.gateOpen = cfg.OpenGate == nil
 	if !s.gateOpen {
 		s.wg.Add(1)
 		go s.awaitGate()

@@ -252,3 +252,48 @@ func (b *recordingBroker) lengths() []int64 {
 	defer b.mu.Unlock()
 	return slices.Clone(b.opened)
 }
+
+// Uploaders wanted before the open gate opens get their first channels,
+// once it does, in the order they were wanted: the maxUndelivered places
+// for uploaders that have not delivered go to the first ones we asked
+// (the seeder given with --peer, say), not to any two.
+func TestGateOpensChannelsInTheOrderWanted(t *testing.T) {
+	for round := range 8 { // map order would pick the right two one time in three
+		w := newFuzzWorld(t)
+		s := w.sess
+		gate := make(chan struct{})
+		s.SetLeft(1 << 30)
+		s.mu.Lock()
+		s.gateOpen, s.cfg.OpenGate = false, gate
+		s.wg.Add(1)
+		go s.awaitGate()
+		var wanted []string
+		for k := range byte(4) {
+			account := fuzzKey(10 + k).AccountID()
+			wanted = append(wanted, account)
+			s.payee(account).wanted = true
+			s.wantedEarly = append(s.wantedEarly, account)
+			s.ensureChannel(account) // what MayRequest does: nothing yet
+		}
+		if s.locked != 0 {
+			s.mu.Unlock()
+			t.Fatalf("%d units locked before the gate opened", s.locked)
+		}
+		s.mu.Unlock()
+		close(gate)
+		eventually(t, 2*time.Second, "the first channels", func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.out[wanted[0]].current != nil && s.out[wanted[1]].current != nil
+		})
+		s.mu.Lock()
+		for _, account := range wanted[2:] {
+			if po := s.out[account]; po.current != nil || po.opening {
+				s.mu.Unlock()
+				t.Fatalf("round %d: a channel to the uploader wanted %d-th, past the first %d", round, slices.Index(wanted, account)+1, maxUndelivered)
+			}
+		}
+		s.mu.Unlock()
+		s.Close()
+	}
+}

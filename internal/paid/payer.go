@@ -170,6 +170,9 @@ func (s *Session) MayRequest(p engine.Peer) bool {
 		ps.wanted = true
 		if po := s.payee(ps.account); !po.wanted {
 			po.wanted = true
+			if !s.gateOpen {
+				s.wantedEarly = append(s.wantedEarly, ps.account)
+			}
 			s.ensureChannel(ps.account)
 		}
 	}

@@ -163,6 +163,10 @@ type Session struct {
 	left        int64 // bytes still to download
 	// gateOpen: channels may be opened (OpenGate closed, or none).
 	gateOpen bool
+	// wantedEarly lists the payees we wanted blocks from before the gate
+	// opened, in that order: awaitGate opens their channels first, so the
+	// maxUndelivered places go to the first uploaders we asked.
+	wantedEarly []string
 
 	// Uploader side.
 	book *credit.Book
@@ -315,8 +319,12 @@ func (s *Session) awaitGate() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.gateOpen = true
-	for account := range s.out {
+	for _, account := range s.wantedEarly {
 		s.ensureChannel(account)
+	}
+	s.wantedEarly = nil
+	for account := range s.out {
+		s.ensureChannel(account) // anyone else we owe
 	}
 }
 

@@ -632,8 +632,7 @@ func (pc *peerConn) writeLoop() {
 		select {
 		case <-pc.drain:
 			// Closing: what is queued goes out (blocks still queued do
-			// not), within drainTimeout even if the peer stops reading.
-			pc.nc.SetWriteDeadline(time.Now().Add(drainTimeout))
+			// not), within the write deadline Torrent.Close set.
 			if writeQueued() == nil {
 				w.Flush()
 			}

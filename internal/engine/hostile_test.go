@@ -329,3 +329,32 @@ func TestCloseSendsWhatIsQueued(t *testing.T) {
 		})
 	}
 }
+
+// Closing does not wait for peers that asked for blocks and stopped
+// reading: their writers, stuck sending, are cut off at the drain's
+// deadline (the first version waited on such writers without end).
+func TestCloseDoesNotWaitForPeersThatStoppedReading(t *testing.T) {
+	f := newFixture(t, 16<<20, 256<<10)
+	c, tor := f.startPeer(t, Config{}, f.content, true)
+	for i := range 2 {
+		p := dialRaw(t, c.Addr(), f.mi.InfoHash, byte(1+i))
+		p.send(wire.Message{ID: wire.Interested})
+		p.next(wire.Unchoke)
+		// All 16 MiB asked for, nothing read: far more than the socket
+		// buffers hold, so the writer blocks.
+		for b := range 16 << 20 / (16 << 10) {
+			p.send(wire.NewRequest(uint32(b/16), uint32(b%16)*16<<10, 16<<10))
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // the writers fill the buffers and block
+	done := make(chan struct{})
+	go func() {
+		tor.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second): // a hang, not a slow close: the deadline is 0.5 s
+		t.Fatal("Close still waits for peers that stopped reading")
+	}
+}

@@ -265,16 +265,20 @@ func (t *Torrent) Close() {
 	t.mu.Unlock()
 	// Writers send what is queued before the sockets close: a payment
 	// plug-in settles its last payments right before (pay after verify),
-	// and an uploader paid nothing for them would count us as owing.
+	// and an uploader paid nothing for them would count us as owing. The
+	// write deadline also frees a writer stuck sending blocks to a peer
+	// that stopped reading, so the wait below ends by drainTimeout.
+	until := time.Now().Add(drainTimeout)
 	for _, pc := range conns {
+		_ = pc.nc.SetWriteDeadline(until)
 		close(pc.drain)
 	}
-	deadline := time.NewTimer(drainTimeout)
-	defer deadline.Stop()
+	drained, cancel := context.WithDeadline(context.Background(), until)
+	defer cancel()
 	for _, pc := range conns {
 		select {
 		case <-pc.writerDone:
-		case <-deadline.C:
+		case <-drained.Done():
 		}
 	}
 	t.cancel()

@@ -258,7 +258,7 @@ func (b *recordingBroker) lengths() []int64 {
 // for uploaders that have not delivered go to the first ones we asked
 // (the seeder given with --peer, say), not to any two.
 func TestGateOpensChannelsInTheOrderWanted(t *testing.T) {
-	for round := range 8 { // map order would pick the right two one time in three
+	for round := range 8 { // map order would pick the first two wanted one time in four to six
 		w := newFuzzWorld(t)
 		s := w.sess
 		gate := make(chan struct{})

@@ -118,11 +118,13 @@ const (
 const firstChannelBytes = 4 << 20
 
 // A buyer whose balance covers the whole purchase richBuyerFactor times
-// opens first channels of richFirstChannelBytes: it cannot lock itself
-// out of paying anyone (channels to uploaders that have not delivered
-// never lock more than is left to buy, see ensureChannel), and a 256 MiB
-// download from four uploaders needs fewer broker round trips at both
-// ends.
+// opens first channels of richFirstChannelBytes: a 256 MiB download from
+// four uploaders then needs a quarter fewer broker round trips at both
+// ends. The margin is what keeps it from the stall above (first channels
+// to every uploader locking the whole balance): its channels to
+// uploaders that have not delivered never lock more than is left to buy,
+// those to uploaders that did are refilled as they are spent, and three
+// times the price is left over for them.
 const (
 	richBuyerFactor       = 4
 	richFirstChannelBytes = 16 << 20
@@ -192,8 +194,9 @@ func (s *Session) NotInterested(p engine.Peer) {
 }
 
 // maxUndelivered bounds the channels open (or opening) to uploaders that
-// have not delivered a verified byte yet. Each is a first channel (about
-// 4 MiB worth) that only its payee can close before it expires.
+// have not delivered a verified byte yet. Each is a first channel (4 MiB
+// worth, 16 for a rich buyer) that only its payee can close before it
+// expires.
 const maxUndelivered = 2
 
 // Settle gives payments in flight a chance to land before we disconnect:
@@ -429,8 +432,8 @@ func (s *Session) ensureChannel(account string) {
 	}
 	// Start small with an uploader we have not paid yet and grow fourfold
 	// with each channel: an identity that never delivers ties up little,
-	// a good uploader soon gets full-size channels (16, then 64 MiB
-	// worth).
+	// a good uploader soon gets full-size channels (4, 16, then 64 MiB
+	// worth; a rich buyer starts at 16, see firstGrant).
 	value = min(value, max(minChannelValue, po.grant))
 	if po.shrink > 0 {
 		// Short of funds (the rest is locked in other channels): below

@@ -110,10 +110,12 @@ type Config struct {
 	OpenGate <-chan struct{}
 	// Balance, if set, reports the buyer's free balance from before this
 	// download locked anything, once known (ok false until then, or if
-	// the broker could not tell; get asks for it at start, see OpenGate).
-	// A buyer whose balance covers the whole purchase richBuyerFactor
-	// times opens larger first channels (richFirstChannelBytes): fewer
-	// broker round trips, and it can afford what they lock.
+	// the broker could not tell; get asks for it at start and closes
+	// OpenGate once answered, so set both). It is called under the
+	// session's lock and must not block. A buyer whose balance and
+	// MaxSpend (if set) cover the whole purchase richBuyerFactor times
+	// opens larger first channels (richFirstChannelBytes): fewer broker
+	// round trips, and it can afford what they lock.
 	Balance func() (units int64, ok bool)
 	// ChannelValue is how many units one channel locks (default: the
 	// price of 64 MiB at our class, at least 64).

@@ -44,7 +44,7 @@ func TestSeederClosesAFinishedBuyersChannels(t *testing.T) {
 // uploader is paid exactly the price, and the buyer pays no more.
 func TestChannelClosedMidDownloadIsReplaced(t *testing.T) {
 	s := newSwarm(t, eagerSize)
-	seeder := s.start(peerOpts{seed: true, acct: s.account(0), redeemEvery: time.Hour})
+	seeder := s.startSeeder(nil)
 	buyer := s.account(1 << 20)
 	leech := s.start(peerOpts{acct: buyer, peers: []netip.AddrPort{seeder.addr()}})
 	eventually(t, 10*time.Second, "the first payments", func() bool { return leech.sess.Stats().Spent > 0 })
@@ -119,8 +119,7 @@ func (b *hookBroker) Redeem(ctx context.Context, rs []Redemption) ([]RedemptionR
 func TestLatePaymentsOnAClosingChannelAreTakenBack(t *testing.T) {
 	s := newSwarm(t, tSize)
 	hb := &hookBroker{}
-	seeder := s.start(peerOpts{seed: true, acct: s.account(0), redeemEvery: time.Hour,
-		broker: func(b Broker) Broker { hb.Broker = b; return hb }})
+	seeder := s.startSeeder(func(b Broker) Broker { hb.Broker = b; return hb })
 	defer seeder.close()
 	buyer, h, c, owed := buyAndStay(t, s, seeder, 10_000, 0)
 	defer h.close()
@@ -156,8 +155,7 @@ func TestLatePaymentsOnAClosingChannelAreTakenBack(t *testing.T) {
 func TestCloseWithALostAnswerIsFoundOut(t *testing.T) {
 	s := newSwarm(t, tSize)
 	lab := &lostAnswerBroker{}
-	seeder := s.start(peerOpts{seed: true, acct: s.account(0), redeemEvery: time.Hour,
-		broker: func(b Broker) Broker { lab.Broker = b; return lab }})
+	seeder := s.startSeeder(func(b Broker) Broker { lab.Broker = b; return lab })
 	defer seeder.close()
 	buyer, h, c, owed := buyAndStay(t, s, seeder, 10_000, 0)
 	defer h.close()

@@ -278,6 +278,12 @@ func (s *swarm) start(o peerOpts) *peer {
 
 // close stops the peer the way node.Close does: engine first, then the
 // session (which redeems and closes the channels paid to it).
+// startSeeder starts a seeder under account 0 that redeems only when it
+// stops (tests settle by hand), reaching the broker through wrap if set.
+func (s *swarm) startSeeder(wrap func(Broker) Broker) *peer {
+	return s.start(peerOpts{seed: true, acct: s.account(0), redeemEvery: time.Hour, broker: wrap})
+}
+
 func (p *peer) close() {
 	p.once.Do(func() {
 		p.cl.Close()

@@ -128,8 +128,7 @@ func (b *countingBroker) Redeem(ctx context.Context, rs []Redemption) ([]Redempt
 func TestCloseSettlesEveryChannelInOneCall(t *testing.T) {
 	s := newSwarm(t, tSize)
 	cb := &countingBroker{}
-	seeder := s.start(peerOpts{seed: true, acct: s.account(0), redeemEvery: time.Hour,
-		broker: func(b Broker) Broker { cb.Broker = b; return cb }})
+	seeder := s.startSeeder(func(b Broker) Broker { cb.Broker = b; return cb })
 	const funds = 10_000
 	var (
 		chans  []*channel
@@ -234,8 +233,7 @@ func (b closeFailsBroker) Redeem(ctx context.Context, rs []Redemption) ([]Redemp
 // earnings from the uploader's books for good.
 func TestEarningsCountWhenTheCloseFails(t *testing.T) {
 	s := newSwarm(t, tSize)
-	seeder := s.start(peerOpts{seed: true, acct: s.account(0), redeemEvery: time.Hour,
-		broker: func(b Broker) Broker { return closeFailsBroker{b} }})
+	seeder := s.startSeeder(func(b Broker) Broker { return closeFailsBroker{b} })
 	_, _, owed := buyAndPay(t, s, seeder, 10_000, 0)
 	seeder.close()
 	wantEarned(t, s, seeder, owed)
@@ -392,7 +390,7 @@ func TestEveryHoldStartsWithAnInvoice(t *testing.T) {
 // may meet a payer still paying on them), so it is not cut off.
 func TestPaymentOnAClosedChannelIsAnsweredClosed(t *testing.T) {
 	s := newSwarm(t, tSize)
-	seeder := s.start(peerOpts{seed: true, acct: s.account(0), redeemEvery: time.Hour})
+	seeder := s.startSeeder(nil)
 	defer seeder.close()
 	_, h, c, owed := buyAndStay(t, s, seeder, 10_000, 0)
 	defer h.close()

@@ -192,24 +192,25 @@ func TestOpensWaitForTheGate(t *testing.T) {
 }
 
 // A buyer whose balance (and --max-spend) covers the purchase four times
-// opens larger first channels (fewer broker round trips); a buyer with
-// less, or whose balance is not known, the usual small ones. Sizing waits for the open gate,
-// which get closes once the balance is in.
+// opens a first channel worth half of what is left to buy (fewer broker
+// round trips); a buyer with less, or whose balance is not known, the
+// usual small one. Sizing waits for the open gate, which get closes once
+// the balance is in.
 func TestFirstChannelSizeFollowsTheBalance(t *testing.T) {
 	const size = 64 << 20
 	price := valueOf(size)
 	for _, c := range []struct {
-		name      string
-		funds     int64
-		known     bool
-		maxSpend  int64
-		wantBytes int64
+		name     string
+		funds    int64
+		known    bool
+		maxSpend int64
+		rich     bool
 	}{
-		{"rich", 4 * price, true, 0, richFirstChannelBytes},
-		{"rich within max-spend", 4 * price, true, 4 * price, richFirstChannelBytes},
-		{"not rich", 4*price - 1, true, 0, firstChannelBytes},
-		{"max-spend too low", 4 * price, true, 4*price - 1, firstChannelBytes},
-		{"unknown", 4 * price, false, 0, firstChannelBytes},
+		{"rich", 4 * price, true, 0, true},
+		{"rich within max-spend", 4 * price, true, 4 * price, true},
+		{"not rich", 4*price - 1, true, 0, false},
+		{"max-spend too low", 4 * price, true, 4*price - 1, false},
+		{"unknown", 4 * price, false, 0, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := newSwarm(t, size)
@@ -223,14 +224,120 @@ func TestFirstChannelSizeFollowsTheBalance(t *testing.T) {
 			time.Sleep(100 * time.Millisecond) // the first channel is wanted before the gate opens
 			close(gate)
 			eventually(t, 5*time.Second, "the first channel", func() bool { return len(opens.lengths()) > 0 })
-			if first, want := opens.lengths()[0], valueOf(c.wantBytes); first != want {
-				t.Fatalf("first channel of %d units, want %d (%d MiB)", first, want, c.wantBytes>>20)
+			first := opens.lengths()[0]
+			if !c.rich {
+				if want := valueOf(firstChannelBytes); first != want {
+					t.Fatalf("first channel of %d units, want %d (%d MiB)", first, want, firstChannelBytes>>20)
+				}
+			} else if most, least := price/2, valueOf(size-4<<20)/2; first < least || first > most {
+				// Half of what was left when the gate opened: the seeder
+				// serves a credit window (a few pieces) before that.
+				t.Fatalf("first channel of %d units, want half of what is left to buy, %d to %d", first, least, most)
 			}
 			leech.close()
 			seeder.close()
 			s.audit()
 		})
 	}
+}
+
+// A rich buyer's channels are sized by what is left to buy, within a
+// budget: uploaders that have not delivered get half of it each, up to
+// all of it together; the others half of it, trimmed so that unspent
+// locks stay within twice what is left; past that the ordinary size. A
+// buyer that is not rich (or done buying) never gets the large sizes.
+func TestRichBuyerChannelsStayWithinTheirBudget(t *testing.T) {
+	const size = 256 << 20
+	left := valueOf(size) // what is left to buy: nothing has verified
+	ordinary := valueOf(firstChannelBytes)
+	for _, rich := range []bool{true, false} {
+		w := newFuzzWorld(t)
+		s := w.sess
+		defer s.Close()
+		funds := 4 * left
+		if !rich {
+			funds--
+		}
+		s.mu.Lock()
+		s.cfg.Torrent.Info.Length = size
+		s.left = size
+		s.cfg.Balance = func() (int64, bool) { return funds, true }
+		// opened opens a channel to uploader k, which served us
+		// deliveredMiB on credit first, and returns what it locks.
+		opened := func(k byte, deliveredMiB int64) int64 {
+			t.Helper()
+			account := fuzzKey(10 + k).AccountID()
+			if deliveredMiB > 0 {
+				s.tab.Received(account, deliveredMiB<<20, tPrice)
+			}
+			s.payee(account).wanted = true
+			before := s.locked
+			s.ensureChannel(account)
+			if !s.out[account].opening {
+				s.mu.Unlock()
+				t.Fatalf("no channel opened to uploader %d", k)
+			}
+			return s.locked - before
+		}
+		type step struct {
+			deliveredMiB int64
+			value        int64
+		}
+		want := []step{
+			{0, left / 2}, // the two places for uploaders that have not delivered
+			{0, left / 2},
+			{1, left / 2}, // half of what is left, for uploaders that delivered
+			{1, left / 2}, // locks now twice what is left
+			// Trimmed to the budget: twice what is left and due (8 MiB
+			// worth due now), less what is locked.
+			{8, 2*(left+valueOf(10<<20)) - 2*left},
+			{1, ordinary}, // no budget left
+		}
+		if !rich {
+			want = []step{{0, ordinary}, {0, ordinary}, {1, ordinary}}
+		}
+		for k, c := range want {
+			if got := opened(byte(k), c.deliveredMiB); got != c.value {
+				s.mu.Unlock()
+				t.Fatalf("rich %v: channel %d locks %d units, want %d", rich, k, got, c.value)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// A rich buyer downloading from one seeder opens two channels: half of
+// the purchase, then, once that runs low, the rest (the ordinary policy
+// grows 4, 16, 64, 64 … MiB and opens six or more). It pays exactly the
+// price, and whatever the second channel locked beyond it comes back
+// when the seeder closes.
+func TestRichBuyerOpensFewChannels(t *testing.T) {
+	const size = 64 << 20
+	price := valueOf(size)
+	s := newSwarm(t, size)
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
+	buyer := s.account(4 * price)
+	opens := &recordingBroker{}
+	leech := s.start(peerOpts{acct: buyer, peers: []netip.AddrPort{seeder.addr()},
+		balance: func() (int64, bool) { return 4 * price, true },
+		broker:  func(b Broker) Broker { opens.Broker = b; return opens }})
+	leech.waitDone(30 * time.Second)
+	eventually(t, 5*time.Second, "the last payment", func() bool {
+		st := seeder.sess.Stats()
+		return st.Earned+st.Pending == price
+	})
+	leech.close()
+	seeder.close()
+	if got := opens.lengths(); len(got) > 2 {
+		t.Errorf("opened %d channels %v, want at most 2", len(got), got)
+	}
+	if spent := leech.sess.Stats().Spent; spent != price {
+		t.Errorf("paid %d, want the price %d", spent, price)
+	}
+	if b := s.balance(buyer.id); b != 3*price {
+		t.Errorf("buyer's balance %d after the seeder closed, want %d", b, 3*price)
+	}
+	s.audit()
 }
 
 // recordingBroker records the length of every channel opened through it.

@@ -114,8 +114,8 @@ type Config struct {
 	// OpenGate once answered, so set both). It is called under the
 	// session's lock and must not block. A buyer whose balance and
 	// MaxSpend (if set) cover the whole purchase richBuyerFactor times
-	// opens larger first channels (richFirstChannelBytes): fewer broker
-	// round trips, and it can afford what they lock.
+	// sizes channels by what is left to buy (see richValue): fewer
+	// broker round trips, and it can afford what they lock.
 	Balance func() (units int64, ok bool)
 	// ChannelValue is how many units one channel locks (default: the
 	// price of 64 MiB at our class, at least 64).

@@ -40,6 +40,12 @@
 #   PEER_FLAGS    extra flags for every `floodgate seed` and `get` (e.g. -v)
 #   PROVIDER_CPUS run the provider on these CPUs (taskset list, e.g. 0)
 #   PEER_CPUS     run every seed and get on these CPUs (e.g. 1-3)
+#   BASE_BIN      a second floodgate binary (say, main's, to judge a
+#                 change): its paid runs form a third mode, "base", in
+#                 every round next to plain and paid (the order rotating),
+#                 and the summary adds paid/base ratios. Batches run
+#                 minutes apart on a shared VM differ by 2-3 %, more than
+#                 most changes; runs side by side in one batch do not.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -58,6 +64,11 @@ die() { echo "bench: $*" >&2; exit 1; }
 [ -x /usr/bin/time ] || die "/usr/bin/time is missing (Debian package 'time')"
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 [[ "$WARMUP" =~ ^[0-9]+$ ]] || die "WARMUP must be a non-negative integer"
+MODES="plain paid"
+if [ -n "${BASE_BIN:-}" ]; then
+    [ -x "$BASE_BIN" ] || die "BASE_BIN $BASE_BIN is not an executable"
+    MODES="plain paid base"
+fi
 # CPU pinning (optional): a real provider runs on its own machine, so on a
 # host with cores to spare its broker work can be kept off the peers'.
 PROVIDER_PIN=()
@@ -184,18 +195,22 @@ echo "host: $(nproc) CPUs, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /pr
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
 
-# run_once scenario(leecher count) mode(plain|paid)
+# run_once scenario(leecher count) mode(plain|paid|base)
 run_once() {
     local n=$1 mode=$2 tag seed s0 p0 s1 p1 t0 t1 i ok=1 pids=() cpu_l=0 wall user sys rss seedflags=()
+    local bin=$FG torrent=$mode
     tag="$mode-$n-r$ROUND"
-    if [ "$mode" = paid ]; then
+    if [ "$mode" = base ]; then
+        bin=$BASE_BIN torrent=paid # the paid transfer, by the other binary
+    fi
+    if [ "$torrent" = paid ]; then
         seedflags=(--key "$WORK/keys/seeder.key" --state-dir "$WORK/state/$tag-seed")
     fi
     # shellcheck disable=SC2046 # profile flags are words on purpose
     # Port 0: the seeder picks a free port and prints it, which leaves no
     # window for another process to take it.
-    "${PEER_PIN[@]}" "$FG" seed "${seedflags[@]}" --listen 127.0.0.1:0 $(profile_args "$mode-$n-seed") ${PEER_FLAGS:-} \
-        "$WORK/$mode.torrent" "$SRC/content.bin" >"$WORK/$tag-seed.log" 2>&1 &
+    "${PEER_PIN[@]}" "$bin" seed "${seedflags[@]}" --listen 127.0.0.1:0 $(profile_args "$mode-$n-seed") ${PEER_FLAGS:-} \
+        "$WORK/$torrent.torrent" "$SRC/content.bin" >"$WORK/$tag-seed.log" 2>&1 &
     seed=$!
     PIDS+=("$seed")
     wait_printed "$WORK/$tag-seed.log" "^seeding .* on " "$seed" "$tag-seed"
@@ -207,9 +222,9 @@ run_once() {
         mkdir -p "$WORK/out-$i"
         # shellcheck disable=SC2046
         /usr/bin/time -f '%e %U %S %M' -o "$WORK/$tag-get$i.time" \
-            "${PEER_PIN[@]}" "$FG" get --key "$WORK/keys/leecher$i.key" --state-dir "$WORK/state/$tag-get$i" \
+            "${PEER_PIN[@]}" "$bin" get --key "$WORK/keys/leecher$i.key" --state-dir "$WORK/state/$tag-get$i" \
             --listen 127.0.0.1:0 --out "$WORK/out-$i" $(profile_args "$mode-$n-get$i") ${PEER_FLAGS:-} \
-            "$WORK/$mode.torrent" >"$WORK/$tag-get$i.log" 2>&1 &
+            "$WORK/$torrent.torrent" >"$WORK/$tag-get$i.log" 2>&1 &
         pids+=($!)
     done
     for i in "${!pids[@]}"; do
@@ -223,7 +238,7 @@ run_once() {
         cmp -s "$SRC/content.bin" "$WORK/out-$i/content.bin" || die "$tag: get $i produced different bytes"
         read -r wall user sys rss <"$WORK/$tag-get$i.time"
         cpu_l=$(awk -v a="$cpu_l" -v u="$user" -v s="$sys" 'BEGIN{printf "%.2f", a+u+s}')
-        if [ "$mode" = paid ] && ! grep -q "^paid [0-9]* units" "$WORK/$tag-get$i.log"; then
+        if [ "$torrent" = paid ] && ! grep -q "^paid [0-9]* units" "$WORK/$tag-get$i.log"; then
             die "$tag: get $i did not pay: $(cat "$WORK/$tag-get$i.log")"
         fi
         rm -rf "$WORK/out-$i"
@@ -237,7 +252,7 @@ run_once() {
         "$cpu_l" \
         "$(awk -v t=$((s1 - s0)) -v h="$CLK_TCK" 'BEGIN{printf "%.2f", t/h}')" \
         "$(awk -v t=$((p1 - p0)) -v h="$CLK_TCK" 'BEGIN{printf "%.2f", t/h}')" >>"$RESULTS"
-    if [ "$mode" = paid ]; then
+    if [ "$torrent" = paid ]; then
         echo "    leechers paid $(grep -h '^paid [0-9]* units' "$WORK/$tag"-get*.log | awk '{printf "%s%d", (NR > 1 ? " + " : ""), $2; s += $2} END{printf " = %d", s}')" \
             "units (price $PAID_PRICE each); seeder $(grep -o 'earned [0-9]* units' "$WORK/$tag-seed.log")"
     fi
@@ -249,14 +264,24 @@ for n in $SCENARIOS; do
 done
 ROUND=0
 for ((w = 1; w <= WARMUP; w++)); do
-    for mode in plain paid; do
+    for mode in $MODES; do
         echo "warm-up $w: 1 seeder -> ${SCENARIOS%% *} leecher(s), $mode (not recorded) ..."
         run_once "${SCENARIOS%% *}" "$mode"
     done
 done
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     for n in $SCENARIOS; do
-        if ((ROUND % 2)); then order="plain paid"; else order="paid plain"; fi
+        # Each mode goes first in turn (of two: plain first in odd
+        # rounds; of three: rotating).
+        if [ -z "${BASE_BIN:-}" ]; then
+            if ((ROUND % 2)); then order="plain paid"; else order="paid plain"; fi
+        else
+            case $((ROUND % 3)) in
+            1) order="plain paid base" ;;
+            2) order="paid base plain" ;;
+            0) order="base plain paid" ;;
+            esac
+        fi
         for mode in $order; do
             echo "round $ROUND: 1 seeder -> $n leecher(s), $mode ..."
             run_once "$n" "$mode"
@@ -286,7 +311,7 @@ echo
 echo "medians over $ROUNDS round(s); cpu_peers = leechers + seeder"
 printf '%-9s %-6s %8s %8s %10s %12s\n' leechers mode wall_s MiB/s cpu_peers cpu_provider
 for n in $SCENARIOS; do
-    for mode in plain paid; do
+    for mode in $MODES; do
         w=$(median 4 "$n" "$mode")
         r=$(median 5 "$n" "$mode")
         # The median of the per-run sums, so one round's numbers stay together.
@@ -305,33 +330,52 @@ for n in $SCENARIOS; do
     echo "  1 -> $n: wall $(ratio "$wp" "$wq"), cpu_peers $(ratio "$cp" "$cq")," \
         "cpu_peers+provider $(ratio "$(awk -v a="$cp" -v b="$pp" 'BEGIN{print a+b}')" "$(awk -v a="$cq" -v b="$pq" 'BEGIN{print a+b}')")"
 done
-# The same ratios round by round: paid and plain of one round ran back to
-# back, so their ratio cancels most of the drift in a shared machine's load
-# that the medians above still carry. min / median / max over the rounds.
-echo
-echo "paid/plain per round (min / median / max; mean ± 95 % confidence interval)"
-for n in $SCENARIOS; do
-    for col in 4:wall 6+7:cpu_peers; do
-        awk -F'\t' -v n="$n" -v col="${col%%:*}" -v name="${col#*:}" '
-            function v(r) { if (col == "6+7") return $6 + $7; return $col }
-            $1 == n && $2 == "paid"  { paid[$3] = v() }
-            $1 == n && $2 == "plain" { plain[$3] = v() }
-            END {
-                k = 0
-                for (r in paid) if ((r in plain) && plain[r] > 0) x[++k] = paid[r] / plain[r]
-                for (i = 2; i <= k; i++) { t = x[i]; for (j = i - 1; j >= 1 && x[j] > t; j--) x[j + 1] = x[j]; x[j + 1] = t }
-                med = (k % 2) ? x[(k + 1) / 2] : (x[k / 2] + x[k / 2 + 1]) / 2
-                # The mean with about two standard errors either side (a
-                # normal approximation; with a handful of rounds it is
-                # optimistic): whether a goal is met or missed beyond the
-                # noise of this machine.
-                sum = 0; for (i = 1; i <= k; i++) sum += x[i]; mean = sum / k
-                ss = 0; for (i = 1; i <= k; i++) ss += (x[i] - mean) ^ 2
-                half = (k > 1) ? 2 * sqrt(ss / (k - 1) / k) : 0
-                printf "  1 -> %s: %-9s %.3f / %.3f / %.3f; %.3f ± %.3f\n", n, name, x[1], med, x[k], mean, half
-            }' "$RESULTS"
+if [ -n "${BASE_BIN:-}" ]; then
+    echo "paid/base (this binary's paid runs over BASE_BIN's)"
+    for n in $SCENARIOS; do
+        eval "wp=\$W_paid_$n wb=\$W_base_$n cp=\$C_paid_$n cb=\$C_base_$n pp=\$P_paid_$n pb=\$P_base_$n"
+        # shellcheck disable=SC2154 # set by eval
+        echo "  1 -> $n: wall $(ratio "$wp" "$wb"), cpu_peers $(ratio "$cp" "$cb"), cpu_provider $pp s vs $pb s"
     done
-done
+fi
+# The same ratios round by round: the modes of one round ran back to back,
+# so their ratio cancels most of the drift in a shared machine's load that
+# the medians above still carry.
+# per_round A B: the A/B ratios of every round, min / median / max, the
+# mean with about two standard errors either side (a normal
+# approximation; with a handful of rounds it is optimistic), and the mean
+# of the middle three fifths (one run stalled by the VM skews the mean,
+# not that).
+per_round() {
+    echo
+    echo "$1/$2 per round (min / median / max; mean ± 95 % confidence interval; trimmed mean)"
+    for n in $SCENARIOS; do
+        for col in 4:wall 6+7:cpu_peers; do
+            awk -F'\t' -v n="$n" -v col="${col%%:*}" -v name="${col#*:}" -v a="$1" -v b="$2" '
+                function v() { if (col == "6+7") return $6 + $7; return $col }
+                $1 == n && $2 == a { num[$3] = v() }
+                $1 == n && $2 == b { den[$3] = v() }
+                END {
+                    k = 0
+                    for (r in num) if ((r in den) && den[r] > 0) x[++k] = num[r] / den[r]
+                    if (k == 0) exit
+                    for (i = 2; i <= k; i++) { t = x[i]; for (j = i - 1; j >= 1 && x[j] > t; j--) x[j + 1] = x[j]; x[j + 1] = t }
+                    med = (k % 2) ? x[(k + 1) / 2] : (x[k / 2] + x[k / 2 + 1]) / 2
+                    sum = 0; for (i = 1; i <= k; i++) sum += x[i]; mean = sum / k
+                    ss = 0; for (i = 1; i <= k; i++) ss += (x[i] - mean) ^ 2
+                    half = (k > 1) ? 2 * sqrt(ss / (k - 1) / k) : 0
+                    cut = int(k / 5); tsum = 0
+                    for (i = cut + 1; i <= k - cut; i++) tsum += x[i]
+                    printf "  1 -> %s: %-9s %.3f / %.3f / %.3f; %.3f ± %.3f; %.3f\n", n, name, x[1], med, x[k], mean, half, tsum / (k - 2 * cut)
+                }' "$RESULTS"
+        done
+    done
+}
+per_round paid plain
+if [ -n "${BASE_BIN:-}" ]; then
+    per_round base plain
+    per_round paid base
+fi
 if [ -n "${CPUPROFILE:-}" ]; then
     echo "CPU profiles of round 1 in $CPUPROFILE: go tool pprof -top $CPUPROFILE/paid-1-get1.pprof"
 fi

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/floodgate-p2p/floodgate/internal/hashchain"
 	"github.com/floodgate-p2p/floodgate/internal/identity"
 	"github.com/floodgate-p2p/floodgate/internal/wire"
 )
@@ -306,6 +307,38 @@ func TestRichBuyerChannelsStayWithinTheirBudget(t *testing.T) {
 	}
 }
 
+// A rich buyer refills a channel running low with whatever it does not
+// cover of what is left plus two units: the near-end rule asks for one
+// unit beyond what is left, and again once that unit is paid (fractions
+// of a unit add up), which with a refill of one unit more cost a last
+// open of a few units in the 1 -> 1 benchmark.
+func TestRichBuyerRefillCoversWhatIsLeft(t *testing.T) {
+	const size, left = 256 << 20, 64 << 20
+	w := newFuzzWorld(t)
+	s := w.sess
+	defer s.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg.Torrent.Info.Length = size
+	s.left = left
+	s.cfg.Balance = func() (int64, bool) { return 4 * valueOf(size), true }
+	account := fuzzKey(10).AccountID()
+	s.tab.Received(account, size-left, tPrice)
+	s.tab.Paid(account, valueOf(size-left)) // nothing due
+	po := s.payee(account)
+	po.wanted = true
+	const length, rem = 1000, 10
+	po.current = &outChannel{id: "ch-low", chain: hashchain.New([32]byte{1}, length), unit: 1, used: length - rem, expiry: fuzzNow.Add(time.Hour)}
+	s.locked = length
+	s.ensureChannel(account)
+	if !po.opening {
+		t.Fatal("no refill of a channel with 10 units left")
+	}
+	if got, want := s.locked-length, valueOf(left)+2-rem; got != want {
+		t.Fatalf("refill locks %d units, want %d (what is left, %d, plus two, less the %d the channel still holds)", got, want, valueOf(left), rem)
+	}
+}
+
 // A rich buyer downloading from one seeder opens two channels: half of
 // the purchase, then, once that runs low, the rest (the ordinary policy
 // grows 4, 16, 64, 64 … MiB and opens six or more). It pays exactly the
@@ -328,8 +361,8 @@ func TestRichBuyerOpensFewChannels(t *testing.T) {
 	})
 	leech.close()
 	seeder.close()
-	if got := opens.lengths(); len(got) > 2 {
-		t.Errorf("opened %d channels %v, want at most 2", len(got), got)
+	if got := opens.lengths(); len(got) != 2 {
+		t.Errorf("opened %d channels %v, want 2", len(got), got)
 	}
 	if spent := leech.sess.Stats().Spent; spent != price {
 		t.Errorf("paid %d, want the price %d", spent, price)

@@ -533,9 +533,12 @@ func (s *Session) richValue(account string, po *payeeState, leftValue, due int64
 	}
 	v := leftValue / 2
 	if po.current.usable(s.cfg.Now()) {
-		// One unit more than what is left, as in ensureChannel's
-		// near-end rule.
-		v = max(v, leftValue+1+due-po.current.remaining())
+		// Two units more than what is left: ensureChannel's near-end
+		// rule asks for one unit beyond what is left (fractions of a
+		// unit received add up to one more step) and, once that unit
+		// is paid, for one more; a refill of just one more would then
+		// cost a last open of a few units.
+		v = max(v, leftValue+2+due-po.current.remaining())
 	}
 	if s.tab.ReceivedBytes(account) == 0 {
 		most, err := terms.PriceFor(richUndeliveredBytes, s.cfg.Class.PricePerMiB)

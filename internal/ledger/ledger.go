@@ -144,7 +144,8 @@ type Config struct {
 	// ExpiryGrace is how long after a channel's expiry the payee may still
 	// redeem before the rest returns to the payer. Defaults to 10 minutes.
 	ExpiryGrace time.Duration
-	// MaxChainLength caps a channel's Length. Defaults to 1<<20.
+	// MaxChainLength caps a channel's Length. Defaults to
+	// DefaultMaxChainLength.
 	MaxChainLength int64
 	// MaxStep caps how far one redemption may advance a channel, which
 	// bounds the hashing a single request can cause: verifying a step of
@@ -161,6 +162,11 @@ type Config struct {
 	// no explicit time (Mint, CreateAccount). Defaults to time.Now.
 	Now func() time.Time
 }
+
+// DefaultMaxChainLength is Config.MaxChainLength's default, 2^20 chain
+// elements: a payer derives every element of its chain (about a quarter
+// second of hashing at that length), and peers size channels within it.
+const DefaultMaxChainLength = 1 << 20
 
 // DefaultMaxStep is Config.MaxStep's default, 2^16: the same cap peers put
 // on how far one payment may advance a chain, so an honest payment never
@@ -196,7 +202,7 @@ func normalise(cfg Config) (Config, error) {
 		cfg.ExpiryGrace = 10 * time.Minute
 	}
 	if cfg.MaxChainLength == 0 {
-		cfg.MaxChainLength = 1 << 20
+		cfg.MaxChainLength = DefaultMaxChainLength
 	}
 	if cfg.MaxStep == 0 {
 		cfg.MaxStep = min(cfg.MaxChainLength, DefaultMaxStep)

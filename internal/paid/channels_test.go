@@ -3,6 +3,7 @@ package paid
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -307,6 +308,53 @@ func TestRichBuyerChannelsStayWithinTheirBudget(t *testing.T) {
 	}
 }
 
+// The caps on a rich buyer's channels, each in a case where it is the
+// one that binds: 128 MiB's worth to an uploader that has not delivered,
+// four ordinary full-size channels (256 MiB's worth here) to one that
+// has, all unspent locks within what is left to buy for uploaders that
+// have not delivered, and never a chain longer than the broker accepts.
+func TestRichChannelCaps(t *testing.T) {
+	const gib = 1 << 30
+	for _, c := range []struct {
+		name         string
+		size         int64
+		deliveredMiB int64
+		locked       int64 // unspent units locked in channels to others
+		channelValue int64 // Config.ChannelValue; 0: the default (64 MiB's worth)
+		want         int64
+	}{
+		{"not delivered: 128 MiB", gib, 0, 0, 0, valueOf(richUndeliveredBytes)},
+		{"delivered: four full-size channels", gib, 1, 0, 0, 4 * valueOf(64<<20)},
+		{"not delivered: within what is left", gib, 0, valueOf(gib - 32<<20), 0, valueOf(32 << 20)},
+		{"never past the broker's chain limit", 4 * gib, 1, 0, 1 << 22, maxChannelLength},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newFuzzWorld(t)
+			s := w.sess
+			defer s.Close()
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.cfg.Torrent.Info.Length = c.size
+			s.left = c.size
+			s.cfg.Balance = func() (int64, bool) { return 4 * valueOf(c.size), true }
+			if c.channelValue > 0 {
+				s.cfg.ChannelValue = c.channelValue
+			}
+			s.locked = c.locked
+			account := fuzzKey(10).AccountID()
+			if c.deliveredMiB > 0 {
+				s.tab.Received(account, c.deliveredMiB<<20, tPrice)
+				s.left -= c.deliveredMiB << 20
+			}
+			s.payee(account).wanted = true
+			s.ensureChannel(account)
+			if got := s.locked - c.locked; got != c.want {
+				t.Fatalf("channel of %d units, want %d", got, c.want)
+			}
+		})
+	}
+}
+
 // A rich buyer refills a channel running low with whatever it does not
 // cover of what is left plus two units: the near-end rule asks for one
 // unit beyond what is left, and again once that unit is paid (fractions
@@ -341,36 +389,41 @@ func TestRichBuyerRefillCoversWhatIsLeft(t *testing.T) {
 
 // A rich buyer downloading from one seeder opens two channels: half of
 // the purchase, then, once that runs low, the rest (the ordinary policy
-// grows 4, 16, 64, 64 … MiB and opens six or more). It pays exactly the
+// grows 4, 16, 64, 64 … MiB and opens six or more). Below 64 MiB the
+// second is an early refill, bounded by what is left to buy: with no
+// slack beyond it, a third channel followed. The buyer pays exactly the
 // price, and whatever the second channel locked beyond it comes back
 // when the seeder closes.
 func TestRichBuyerOpensFewChannels(t *testing.T) {
-	const size = 64 << 20
-	price := valueOf(size)
-	s := newSwarm(t, size)
-	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
-	buyer := s.account(4 * price)
-	opens := &recordingBroker{}
-	leech := s.start(peerOpts{acct: buyer, peers: []netip.AddrPort{seeder.addr()},
-		balance: func() (int64, bool) { return 4 * price, true },
-		broker:  func(b Broker) Broker { opens.Broker = b; return opens }})
-	leech.waitDone(30 * time.Second)
-	eventually(t, 5*time.Second, "the last payment", func() bool {
-		st := seeder.sess.Stats()
-		return st.Earned+st.Pending == price
-	})
-	leech.close()
-	seeder.close()
-	if got := opens.lengths(); len(got) != 2 {
-		t.Errorf("opened %d channels %v, want 2", len(got), got)
+	for _, size := range []int{16 << 20, 32 << 20, 64 << 20} {
+		t.Run(fmt.Sprint(size>>20, "MiB"), func(t *testing.T) {
+			price := valueOf(int64(size))
+			s := newSwarm(t, size)
+			seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
+			buyer := s.account(4 * price)
+			opens := &recordingBroker{}
+			leech := s.start(peerOpts{acct: buyer, peers: []netip.AddrPort{seeder.addr()},
+				balance: func() (int64, bool) { return 4 * price, true },
+				broker:  func(b Broker) Broker { opens.Broker = b; return opens }})
+			leech.waitDone(30 * time.Second)
+			eventually(t, 5*time.Second, "the last payment", func() bool {
+				st := seeder.sess.Stats()
+				return st.Earned+st.Pending == price
+			})
+			leech.close()
+			seeder.close()
+			if got := opens.lengths(); len(got) != 2 {
+				t.Errorf("opened %d channels %v, want 2", len(got), got)
+			}
+			if spent := leech.sess.Stats().Spent; spent != price {
+				t.Errorf("paid %d, want the price %d", spent, price)
+			}
+			if b := s.balance(buyer.id); b != 3*price {
+				t.Errorf("buyer's balance %d after the seeder closed, want %d", b, 3*price)
+			}
+			s.audit()
+		})
 	}
-	if spent := leech.sess.Stats().Spent; spent != price {
-		t.Errorf("paid %d, want the price %d", spent, price)
-	}
-	if b := s.balance(buyer.id); b != 3*price {
-		t.Errorf("buyer's balance %d after the seeder closed, want %d", b, 3*price)
-	}
-	s.audit()
 }
 
 // recordingBroker records the length of every channel opened through it.

@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/floodgate-p2p/floodgate/internal/engine"
 	"github.com/floodgate-p2p/floodgate/internal/hashchain"
 	"github.com/floodgate-p2p/floodgate/internal/identity"
+	"github.com/floodgate-p2p/floodgate/internal/ledger"
 	"github.com/floodgate-p2p/floodgate/internal/terms"
 )
 
@@ -131,19 +133,45 @@ const firstChannelBytes = 4 << 20
 // benchmark) opens about four channels instead of ten, from one uploader
 // two instead of six.
 //
-// Its unspent locks stay within richLockFactor times what is left to buy
-// (plus what is due): a channel that would go beyond is trimmed to fit,
-// and one trimmed below the ordinary size gets the ordinary size instead,
-// as if the buyer were not rich. So at least half its balance is left to
-// that ordinary policy, which is what keeps it from the stall above
-// (first channels to every uploader locking the whole balance).
-// Uploaders that have not delivered get big channels only within what is
-// left to buy, all together, as with the ordinary policy.
+// Such a channel is opened only while the unspent locks, with it, stay
+// within richLockFactor times what is left to buy (plus what is due): one
+// that would go beyond is trimmed to fit, and one trimmed below the
+// ordinary size gets the ordinary size instead, as if the buyer were not
+// rich. So when it opens, at least half its balance is left to that
+// ordinary policy, which is what keeps it from the stall above (first
+// channels to every uploader locking the whole balance). Uploaders that
+// have not delivered get big channels only within what is left to buy,
+// all together, as with the ordinary policy. (Locks do not shrink with
+// what is left, only as channels close: uploaders that delivered and then
+// stopped can hold up to twice what was left until they close them.)
+//
+// A rich channel is at most richMaxChannels times Config.ChannelValue
+// (256 MiB's worth by default): a 10 GiB download from one uploader then
+// opens 40 channels rather than 160, and none of them a chain the broker
+// refuses (maxChannelLength).
 const (
 	richBuyerFactor      = 4
 	richLockFactor       = 2
 	richUndeliveredBytes = 128 << 20
+	richMaxChannels      = 4
 )
+
+// maxChannelLength is the longest chain (in units: every chain step is one
+// unit) the broker accepts; a channel is never asked for longer, whatever
+// the price per MiB makes of Config.ChannelValue or of a rich buyer's
+// sizes. (The broker answers a longer one with "invalid argument", which
+// the payer would retry unchanged.)
+const maxChannelLength = ledger.DefaultMaxChainLength
+
+// coverSlack is the units a refill adds beyond what is left to buy and
+// what is due: the near-end rule in ensureChannel asks for one unit more
+// than that (the fractions of a unit received but not yet due add up to
+// one more step) and, once that unit is paid, for one more. A refill of
+// just one more would then cost a last open of a few units; two units
+// more never do (1 -> 1 benchmark: three opens, then two). Early refills,
+// bounded by what is left to buy, get the same slack; first channels to
+// uploaders that have not delivered need none.
+const coverSlack = 2
 
 // minChannelValue is the smallest channel worth a broker round trip.
 const minChannelValue = 16
@@ -450,8 +478,22 @@ func (s *Session) ensureChannel(account string) {
 	// a good uploader soon gets full-size channels (4, 16, then 64 MiB
 	// worth). A rich buyer's channels may be larger (see richValue).
 	value = min(value, max(minChannelValue, po.grant))
+	// Headroom and channels to uploaders that have not delivered yet are
+	// conveniences for speed: they may not push what is locked and not
+	// yet paid over what is left to buy (plus what is due, and for a
+	// refill coverSlack), or a buyer whose balance just covers the
+	// purchase would find its money in channels to uploaders that have
+	// nothing (more) for it, and could not pay the ones that do.
+	early := forHeadroom || undelivered
+	earlyLimit := int64(math.MaxInt64) // on unspent locks, this channel's included
+	if early && leftErr == nil {
+		earlyLimit = leftValue + s.dueTotal()
+		if !undelivered {
+			earlyLimit += coverSlack
+		}
+	}
 	if leftErr == nil {
-		value = max(value, s.richValue(account, po, leftValue, due, undelivered || forHeadroom))
+		value = max(value, s.richValue(account, po, leftValue, due, earlyLimit))
 	}
 	if po.shrink > 0 {
 		// Short of funds (the rest is locked in other channels): below
@@ -460,16 +502,8 @@ func (s *Session) ensureChannel(account string) {
 		value = max(value>>po.shrink, 1)
 	}
 	value = max(value, due)
-	if forHeadroom || undelivered {
-		// Headroom and channels to uploaders that have not delivered yet
-		// are conveniences for speed: they may not push what is locked
-		// and not yet paid over what is left to buy (plus what is due),
-		// or a buyer whose balance just covers the purchase would find
-		// its money in channels to uploaders that have nothing (more)
-		// for it, and could not pay the ones that do.
-		if leftErr != nil || s.locked-s.tab.Spent()+value > leftValue+s.dueTotal() {
-			return
-		}
+	if early && (leftErr != nil || s.locked-s.tab.Spent()+value > earlyLimit) {
+		return
 	}
 	if s.cfg.MaxSpend > 0 {
 		left := s.cfg.MaxSpend - s.locked
@@ -479,6 +513,7 @@ func (s *Session) ensureChannel(account string) {
 		}
 		value = min(value, left)
 	}
+	value = min(value, maxChannelLength)
 	po.opening = true
 	if undelivered && !po.undelivered {
 		po.undelivered = true
@@ -523,23 +558,20 @@ func (s *Session) rich() bool {
 // richValue is the size of a rich buyer's next channel to account (see
 // richBuyerFactor), or 0 when the buyer is not rich or the download is
 // finished. leftValue is the price of what is left to buy, due what we
-// owe account; the budget counts what we owe everyone. withinLeft asks
-// for the tighter bound of channels to uploaders that have not delivered
-// and of headroom refills: all unspent locks within what is left to buy.
-// The caller takes the ordinary size when it is larger. s.mu is held.
-func (s *Session) richValue(account string, po *payeeState, leftValue, due int64, withinLeft bool) int64 {
+// owe account; the budget counts what we owe everyone. earlyLimit is the
+// tighter bound on unspent locks (this channel's included) of channels to
+// uploaders that have not delivered and of headroom refills, or
+// math.MaxInt64. The caller takes the ordinary size when it is larger.
+// s.mu is held.
+func (s *Session) richValue(account string, po *payeeState, leftValue, due, earlyLimit int64) int64 {
 	if s.complete || s.left == 0 || !s.rich() {
 		return 0
 	}
 	v := leftValue / 2
 	if po.current.usable(s.cfg.Now()) {
-		// Two units more than what is left: ensureChannel's near-end
-		// rule asks for one unit beyond what is left (fractions of a
-		// unit received add up to one more step) and, once that unit
-		// is paid, for one more; a refill of just one more would then
-		// cost a last open of a few units.
-		v = max(v, leftValue+2+due-po.current.remaining())
+		v = max(v, leftValue+coverSlack+due-po.current.remaining())
 	}
+	v = min(v, richMaxChannels*s.cfg.ChannelValue)
 	if s.tab.ReceivedBytes(account) == 0 {
 		most, err := terms.PriceFor(richUndeliveredBytes, s.cfg.Class.PricePerMiB)
 		if err != nil {
@@ -549,8 +581,8 @@ func (s *Session) richValue(account string, po *payeeState, leftValue, due int64
 	}
 	unspent, dueTotal := s.locked-s.tab.Spent(), s.dueTotal()
 	room := richLockFactor*(leftValue+dueTotal) - unspent
-	if withinLeft {
-		room = min(room, leftValue+dueTotal-unspent)
+	if earlyLimit < math.MaxInt64 {
+		room = min(room, earlyLimit-unspent)
 	}
 	return max(0, min(v, room))
 }

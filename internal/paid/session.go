@@ -118,7 +118,9 @@ type Config struct {
 	// broker round trips, and it can afford what they lock.
 	Balance func() (units int64, ok bool)
 	// ChannelValue is how many units one channel locks (default: the
-	// price of 64 MiB at our class, at least 64).
+	// price of 64 MiB at our class, at least 64); a rich buyer's may
+	// lock up to four times as much (see richValue), and none more than
+	// the broker's longest chain.
 	ChannelValue int64
 	// ChannelTTL is how long a channel is valid (default 1 h).
 	ChannelTTL time.Duration

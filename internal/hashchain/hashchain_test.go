@@ -3,6 +3,7 @@ package hashchain
 import (
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -18,7 +19,8 @@ func naive(seed [Size]byte, length int64) [][Size]byte {
 }
 
 func TestChainMatchesDefinition(t *testing.T) {
-	for _, length := range []int64{1, 2, 3, 4, 5, 9, 10, 16, 17, 100, 1000, 1001} {
+	// Kept whole, and (past WholeLength) in checkpointed segments.
+	for _, length := range []int64{1, 2, 3, 4, 5, 9, 10, 16, 17, 100, 1000, 1001, WholeLength, WholeLength + 1, 3*WholeLength + 7} {
 		seed := sha256.Sum256([]byte{byte(length), byte(length >> 8)})
 		want := naive(seed, length)
 		c := New(seed, length)
@@ -142,6 +144,26 @@ func BenchmarkPreimageSequential(b *testing.B) {
 		if _, err := c.Preimage(int64(i%(1<<16)) + 1); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkPayWholeChain is a payer's cost per element of a channel it
+// pays out completely: deriving the chain, then every preimage in order.
+// A chain kept whole (up to WholeLength) hashes each element once; a
+// longer one, twice.
+func BenchmarkPayWholeChain(b *testing.B) {
+	for _, length := range []int64{3840, WholeLength + 1} {
+		b.Run(fmt.Sprint(length), func(b *testing.B) {
+			for range b.N {
+				c := New([Size]byte{1}, length)
+				for i := int64(1); i <= length; i++ {
+					if _, err := c.Preimage(i); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(int64(b.N)*length), "ns/element")
+		})
 	}
 }
 

@@ -194,7 +194,8 @@ func (a *entry) settled() bool { return a.risk() == 0 }
 // and Snapshot/Restore carry it across restarts.
 //
 // A Book is pure policy: no clock, no goroutines. It is not safe for
-// concurrent use; the engine calls it under its own lock and must pair
+// concurrent use, its queries included (they keep the entry found last);
+// the engine calls it under its own lock and must pair
 // MayServe with Served for the same block without another MayServe for the
 // same account in between, or the window can be overrun by the blocks
 // approved in the gap.
@@ -205,6 +206,12 @@ type Book struct {
 	// accounts and of the unblocked accounts that never paid. They are kept
 	// in 128 bits so that no number of saturated accounts can wrap them.
 	exposure, freshExposure u128
+	// lastName and lastEntry cache the account found last: an uploader
+	// asks about the same account several times per block (Unpaid,
+	// MayServe, Served), and hashing its 40-character ID every time
+	// was most of what the book cost per block.
+	lastName  string
+	lastEntry *entry
 }
 
 // NewBook returns an empty book with the given limits.
@@ -216,12 +223,25 @@ func NewBook(cfg Config) (*Book, error) {
 	return &Book{cfg: cfg, accounts: make(map[string]*entry)}, nil
 }
 
+// find returns the account's entry, or nil.
+func (b *Book) find(name string) *entry {
+	if b.lastEntry != nil && name == b.lastName {
+		return b.lastEntry
+	}
+	a := b.accounts[name]
+	if a != nil {
+		b.lastName, b.lastEntry = name, a
+	}
+	return a
+}
+
 // get returns the account's entry, creating it.
 func (b *Book) get(name string) *entry {
-	a := b.accounts[name]
+	a := b.find(name)
 	if a == nil {
 		a = &entry{}
 		b.accounts[name] = a
+		b.lastName, b.lastEntry = name, a
 	}
 	return a
 }
@@ -279,7 +299,7 @@ func (b *Book) MayServe(account string, blockBytes, pricePerMiB int64, now time.
 	if checkAccount(account) != nil || blockBytes <= 0 || pricePerMiB < 0 {
 		return Refuse
 	}
-	a := b.accounts[account]
+	a := b.find(account)
 	if a == nil {
 		a = &entry{}
 	}
@@ -363,7 +383,7 @@ func (b *Book) Revoked(account string, units int64, now time.Time) error {
 	if err := checkAccount(account); err != nil {
 		return err
 	}
-	a := b.accounts[account]
+	a := b.find(account)
 	if units < 0 || a == nil || units > a.paid {
 		return fmt.Errorf("%w: revoking %d units of a payment record of %d", ErrNegative, units, b.Status(account).Paid)
 	}
@@ -388,7 +408,7 @@ func (b *Book) Forgive(account string, bytes, pricePerMiB int64) bool {
 	if checkAccount(account) != nil || bytes <= 0 || pricePerMiB < 0 {
 		return false
 	}
-	a := b.accounts[account]
+	a := b.find(account)
 	if a == nil || a.resends >= b.cfg.MaxResends {
 		return false
 	}
@@ -419,7 +439,7 @@ func (b *Book) Block(account string) error {
 // Unblock lets a blocked account be served again, its debt counting again
 // toward the exposure caps.
 func (b *Book) Unblock(account string) {
-	a := b.accounts[account]
+	a := b.find(account)
 	if a == nil || !a.blocked {
 		return
 	}
@@ -430,7 +450,7 @@ func (b *Book) Unblock(account string) {
 // Unpaid is account's Status().Unpaid, without building the rest: the
 // uploader asks it for every block it serves.
 func (b *Book) Unpaid(account string) int64 {
-	if a := b.accounts[account]; a != nil {
+	if a := b.find(account); a != nil {
 		return a.due()
 	}
 	return 0
@@ -438,8 +458,8 @@ func (b *Book) Unpaid(account string) int64 {
 
 // Status reports account's state.
 func (b *Book) Status(account string) AccountStatus {
-	a, ok := b.accounts[account]
-	if !ok {
+	a := b.find(account)
+	if a == nil {
 		return AccountStatus{Window: b.cfg.window(0)}
 	}
 	s := AccountStatus{
@@ -513,6 +533,9 @@ func (b *Book) Prune(now time.Time, idle time.Duration) int {
 	for name, a := range b.accounts {
 		if !a.blocked && a.settled() && now.Sub(a.seen) >= idle {
 			delete(b.accounts, name)
+			if a == b.lastEntry {
+				b.lastName, b.lastEntry = "", nil
+			}
 			n++
 		}
 	}

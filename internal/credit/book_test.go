@@ -620,6 +620,31 @@ func TestPrune(t *testing.T) {
 	}
 }
 
+// The book keeps the entry it found last; pruning that account must not
+// leave it behind: the account comes back fresh, and its later payments
+// and service land in the entry the book keeps (and snapshots).
+func TestPruneForgetsTheLastAccountFound(t *testing.T) {
+	b := newBook(t, testConfig())
+	serve(t, b, "settled", 32, t0)
+	pay(t, b, "settled", 15, t0)
+	if s := b.Status("settled"); s.Paid != 15 { // now the entry found last
+		t.Fatalf("status %+v", s)
+	}
+	if n := b.Prune(t0.Add(time.Hour), time.Hour); n != 1 {
+		t.Fatalf("pruned %d, want 1", n)
+	}
+	if s := b.Status("settled"); s.Known || s.Paid != 0 {
+		t.Fatalf("pruned account still known: %+v", s)
+	}
+	serve(t, b, "settled", 32, t0.Add(time.Hour))
+	if s := b.Status("settled"); !s.Known || s.Owed != 15 || s.Paid != 0 {
+		t.Fatalf("returning account %+v, want a fresh one owing 15", s)
+	}
+	if got := b.Accounts(); !slices.Equal(got, []string{"settled"}) {
+		t.Fatalf("accounts %v", got)
+	}
+}
+
 func TestOverflowSaturatesNeverWraps(t *testing.T) {
 	cfg := testConfig()
 	b := newBook(t, cfg)

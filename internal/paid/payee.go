@@ -186,10 +186,34 @@ func (s *Session) serve(ps *peerState, n int, now time.Time) engine.Verdict {
 	}
 }
 
+// inChannels lists the channels one account opened to us.
+type inChannels struct{ list []*inChannel }
+
 // addIn records a channel paid to us. s.mu is held.
 func (s *Session) addIn(ch *inChannel) {
 	s.in[ch.v.Channel] = ch
-	s.byPayer[ch.v.Payer] = append(s.byPayer[ch.v.Payer], ch)
+	ic := s.channelsOf(ch.v.Payer)
+	if ic == nil {
+		ic = &inChannels{}
+		s.byPayer[ch.v.Payer] = ic
+	}
+	ic.list = append(ic.list, ch)
+}
+
+// channelsOf returns the channels account opened to us, nil if it never
+// showed one. backing asks for every block served, so the entry found
+// last is kept: hashing the 40-character account ID each time cost more
+// than the rest of the check. (byPayer entries are never removed, so the
+// kept one cannot go stale.) s.mu is held.
+func (s *Session) channelsOf(account string) *inChannels {
+	if s.lastPayerChannels != nil && account == s.lastPayer {
+		return s.lastPayerChannels
+	}
+	ic := s.byPayer[account]
+	if ic != nil {
+		s.lastPayer, s.lastPayerChannels = account, ic
+	}
+	return ic
 }
 
 // backing is what the account's channels can still pay us beyond what it
@@ -199,22 +223,22 @@ func (s *Session) addIn(ch *inChannel) {
 // closed, near expiry) leave the account's list as they are met, and the
 // list is written back only then.
 func (s *Session) backing(account string, now time.Time) (value int64, shown bool) {
-	chans, shown := s.byPayer[account]
-	if !shown {
+	ic := s.channelsOf(account)
+	if ic == nil {
 		return 0, false
 	}
 	var unspent int64
-	live := chans[:0]
-	for _, ch := range chans {
+	live := ic.list[:0]
+	for _, ch := range ic.list {
 		if ch.closed || !ch.live(now) || ch.unspent() <= 0 {
 			continue
 		}
 		unspent += ch.unspent()
 		live = append(live, ch)
 	}
-	if len(live) < len(chans) {
-		clear(chans[len(live):])
-		s.byPayer[account] = live
+	if len(live) < len(ic.list) {
+		clear(ic.list[len(live):])
+		ic.list = live
 	}
 	return unspent - s.book.Unpaid(account), true
 }
@@ -351,8 +375,8 @@ func (s *Session) quietPayers(now time.Time) map[string]bool {
 		}
 	}
 	since := make(map[string]time.Time)
-	for account, chans := range s.byPayer {
-		if len(chans) == 0 || interested[account] || (leeching && connected[account]) {
+	for account, ic := range s.byPayer {
+		if len(ic.list) == 0 || interested[account] || (leeching && connected[account]) {
 			continue
 		}
 		first, seen := s.quietSince[account]

@@ -177,7 +177,11 @@ type Session struct {
 	in   map[string]*inChannel // by channel id
 	// byPayer lists, per account that showed us a channel, those that
 	// may still back service (see backing).
-	byPayer map[string][]*inChannel
+	byPayer map[string]*inChannels
+	// lastPayer and lastPayerChannels cache the entry of byPayer found
+	// last (see channelsOf).
+	lastPayer         string
+	lastPayerChannels *inChannels
 	// closing is set (under mu) when Close starts: from then on nothing
 	// may start goroutines that Close's wait would miss.
 	closing  bool
@@ -286,7 +290,7 @@ func NewSession(cfg Config) (*Session, error) {
 		tab:      credit.NewTab(),
 		out:      make(map[string]*payeeState),
 		in:       make(map[string]*inChannel),
-		byPayer:  make(map[string][]*inChannel),
+		byPayer:  make(map[string]*inChannels),
 		reported: make(map[string]bool),
 		banned:   make(map[string]string),
 		refused:  make(map[string]string),

@@ -376,7 +376,7 @@ func TestRichBuyerRefillCoversWhatIsLeft(t *testing.T) {
 	po := s.payee(account)
 	po.wanted = true
 	const length, rem = 1000, 10
-	po.current = &outChannel{id: "ch-low", chain: hashchain.New([32]byte{1}, length), unit: 1, used: length - rem, expiry: fuzzNow.Add(time.Hour)}
+	po.current = &outChannel{id: "ch-low", chain: hashchain.New([32]byte{1}, length), length: length, unit: 1, used: length - rem, expiry: fuzzNow.Add(time.Hour)}
 	s.locked = length
 	s.ensureChannel(account)
 	if !po.opening {
@@ -488,5 +488,22 @@ func TestGateOpensChannelsInTheOrderWanted(t *testing.T) {
 		}
 		s.mu.Unlock()
 		s.Close()
+	}
+}
+
+// A channel we stopped paying on keeps its length, not its chain: a
+// chain of up to hashchain.WholeLength elements is held whole (512 KiB at
+// most), and a payer keeps up to maxOldChannels old channels per uploader
+// for as long as the session runs.
+func TestOldChannelsDropTheirChains(t *testing.T) {
+	const length = hashchain.WholeLength
+	c := &outChannel{id: "ch-old", chain: hashchain.New([32]byte{1}, length), length: length, unit: 1, used: length - 5}
+	var po payeeState
+	po.keep(c)
+	if c.chain != nil {
+		t.Fatal("an old channel still holds its chain")
+	}
+	if c.remaining() != 5 {
+		t.Fatalf("remaining %d, want 5", c.remaining())
 	}
 }

@@ -19,7 +19,8 @@ import (
 // outChannel is a channel we opened to pay one uploader.
 type outChannel struct {
 	id           string
-	chain        *hashchain.Chain
+	chain        *hashchain.Chain // nil once kept in payeeState.old
+	length       int64
 	voucherBytes []byte
 	unit         int64
 	used         int64 // highest index revealed
@@ -27,7 +28,7 @@ type outChannel struct {
 	closed       bool // the broker has it closed, and we settled up (retireClosed)
 }
 
-func (c *outChannel) remaining() int64 { return c.chain.Length() - c.used }
+func (c *outChannel) remaining() int64 { return c.length - c.used }
 
 // payMargin: we stop paying on a channel this long before it expires and
 // use a new one, so the payee (which refuses payments within
@@ -81,6 +82,7 @@ func (po *payeeState) keep(c *outChannel) {
 	if c == nil {
 		return
 	}
+	c.chain = nil // never paid on again: only its length matters
 	po.old = append(po.old, c)
 	if len(po.old) > maxOldChannels {
 		po.old = po.old[1:]
@@ -429,7 +431,7 @@ func (s *Session) ensureChannel(account string) {
 			headroom = 0
 		}
 		rem := po.current.remaining()
-		quarterSpent := rem*refillDen < po.current.chain.Length()*refillNum
+		quarterSpent := rem*refillDen < po.current.length*refillNum
 		switch {
 		case !quarterSpent && rem >= headroom:
 			return
@@ -649,7 +651,7 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 		po.shrink-- // funds may have come back (closed channels, earnings)
 	}
 	po.grant = min(s.cfg.ChannelValue, 4*max(po.grant, length))
-	ch := &outChannel{id: v.Channel, chain: chain, voucherBytes: vb, unit: v.Unit, expiry: v.Expiry}
+	ch := &outChannel{id: v.Channel, chain: chain, length: chain.Length(), voucherBytes: vb, unit: v.Unit, expiry: v.Expiry}
 	if !po.current.usable(s.cfg.Now()) {
 		po.keep(po.current)
 		po.current = ch
@@ -725,7 +727,7 @@ func (s *Session) retireClosed(account string, po *payeeState, ch *outChannel) {
 	case po.next:
 		po.next = nil
 	}
-	s.locked -= (ch.chain.Length() - st.Redeemed) * ch.unit
+	s.locked -= (ch.length - st.Redeemed) * ch.unit
 	if back := (ch.used - st.Redeemed) * ch.unit; back > 0 {
 		if err := s.tab.Refunded(account, back); err != nil {
 			s.log.Error("credit tab", "err", err)

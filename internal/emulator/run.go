@@ -79,6 +79,7 @@ type emuPeer struct {
 	key       *identity.PrivateKey
 	cert      *identity.Certificate
 	account   string
+	balance   int64 // minted before it started: what `get` learns from the broker
 	paid      int64
 	earned    int64
 }
@@ -113,7 +114,7 @@ func (p *emuPeer) openAccount(ctx context.Context, mi *metainfo.MetaInfo, tm *te
 	if err := prov.Ledger().Mint(ctx, "emulator-"+p.id, ledger.AccountID(reg.Account), balance); err != nil {
 		return fmt.Errorf("emulator: mint for %s: %w", p.id, err)
 	}
-	p.key, p.cert, p.account = key, &reg.Certificate, reg.Account
+	p.key, p.cert, p.account, p.balance = key, &reg.Certificate, reg.Account, balance
 	return nil
 }
 
@@ -332,6 +333,11 @@ func (p *emuPeer) step(ctx context.Context, now, start time.Time, mi *metainfo.M
 				return err
 			}
 			cfg.Identity, cfg.Certificate, cfg.Class = p.key, p.cert, p.g.Class
+			// What `get` learns from the broker before it starts: a
+			// group minted four times its price or more buys as a rich
+			// buyer does (see paid.Config.Balance).
+			balance := p.balance
+			cfg.Balance = func() (int64, bool) { return balance, true }
 			cfg.StatePath = filepath.Join(p.dataDir, "payments.state")
 		}
 		n, err := node.Start(ctx, cfg)

@@ -1,10 +1,14 @@
 package emulator
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
@@ -76,6 +80,58 @@ func TestPaidRunCompletesAndBalances(t *testing.T) {
 		if _, ok := back[k]; !ok {
 			t.Fatalf("report lacks %q", k)
 		}
+	}
+}
+
+// Buyers minted ten times the price size channels by what is left to buy
+// (paid's rich buyers) in a swarm where each has many uploaders, the
+// origin among them (the first channels are about half the price each,
+// and the buyer's unspent locks stay within twice what is left): nobody
+// stalls with its balance locked in channels to
+// uploaders that have nothing more for it, every buyer pays the price
+// (less at most a unit per uploader), and the ledger balances.
+func TestRichBuyersInABusySwarm(t *testing.T) {
+	sc := smallScenario(true)
+	sc.Size, sc.OriginUpload = 32<<20, 8<<20
+	full, _ := terms.PriceFor(sc.Size, 20)
+	sc.Groups = []Group{{Name: "rich", Count: 8, Upload: 16 << 20, ArriveFrom: 0, ArriveTo: 500 * time.Millisecond, Linger: -1, Class: "std", Balance: 10 * full}}
+	var log bytes.Buffer // slog's handler serializes the peers' writes
+	rep, err := Run(context.Background(), sc, Options{TempDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rich sizes: each buyer's first channel buys about half of what is
+	// left (the ordinary policy's first buys 4 MiB, an eighth here).
+	first := map[string]int64{}
+	for _, m := range regexp.MustCompile(`msg="channel opened" peer=(\S+) .*value=(\d+)`).FindAllStringSubmatch(log.String(), -1) {
+		if _, seen := first[m[1]]; !seen {
+			first[m[1]], _ = strconv.ParseInt(m[2], 10, 64)
+		}
+	}
+	if len(first) != 8 {
+		t.Fatalf("first channels of %d buyers logged, want 8: %v", len(first), first)
+	}
+	for id, v := range first {
+		if v < full/4 {
+			t.Errorf("%s's first channel locked %d units, want about half the price %d", id, v, full)
+		}
+	}
+	if rep.TimedOut || rep.Stalled != 0 || rep.Classes["std"].Completed != 8 {
+		t.Fatalf("report: timed out %v, stalled %d, completed %d", rep.TimedOut, rep.Stalled, rep.Classes["std"].Completed)
+	}
+	if !rep.Ledger.Conserved {
+		t.Fatalf("ledger: %+v", rep.Ledger)
+	}
+	var paid, earned int64
+	for _, p := range rep.Peers {
+		if p.Paid > full || p.Paid < full-9 {
+			t.Errorf("%s paid %d, full price %d", p.ID, p.Paid, full)
+		}
+		paid += p.Paid
+		earned += p.Earned
+	}
+	if paid != earned+rep.OriginEarned {
+		t.Fatalf("paid %d != earned by peers %d + origin %d", paid, earned, rep.OriginEarned)
 	}
 }
 

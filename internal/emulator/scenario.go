@@ -55,6 +55,9 @@ type Group struct {
 	// Class is the service class the group buys with (paid runs).
 	Class string
 	// Balance is minted to each peer; 0 = enough for twice its cost.
+	// Peers know it from the start, as `get` does from the broker, so a
+	// group minted four times its cost or more sizes channels as a rich
+	// buyer (see internal/paid).
 	Balance int64
 }
 

@@ -507,3 +507,98 @@ func TestOldChannelsDropTheirChains(t *testing.T) {
 		t.Fatalf("remaining %d, want 5", c.remaining())
 	}
 }
+
+// sweepBroker answers channel lookups as a broker whose expiry sweep has
+// (closed) or has not yet closed every channel, and counts the lookups.
+type sweepBroker struct {
+	fakeBroker
+	mu       sync.Mutex
+	closed   bool
+	redeemed int64
+	lookups  int
+}
+
+func (b *sweepBroker) Channel(_ context.Context, id string) (ChannelState, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lookups++
+	return ChannelState{Payer: b.payer, Payee: fuzzKey(10).AccountID(), Redeemed: b.redeemed, Closed: b.closed}, nil
+}
+
+func (b *sweepBroker) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lookups
+}
+
+// A channel that expired unspent returns its rest to us through the
+// broker's sweep, without its payee telling us: we look it up once its
+// payee's grace to redeem is over, at most once per expiredLookAfter,
+// and stop counting the rest as locked once the broker closed it (so
+// --max-spend does not stop a long download early). What we paid beyond
+// what the payee redeemed is due again.
+func TestExpiredChannelsReturnTheirLocks(t *testing.T) {
+	w := newFuzzWorld(t)
+	s := w.sess
+	defer s.Close()
+	b := &sweepBroker{fakeBroker: s.cfg.Broker.(fakeBroker), redeemed: 60}
+	account := fuzzKey(10).AccountID()
+	expiry := fuzzNow.Add(time.Hour)
+	now := fuzzNow
+	s.mu.Lock()
+	s.cfg.Broker = b
+	s.cfg.Now = func() time.Time { return now }
+	po := s.payee(account)
+	ch := &outChannel{id: "ch-expiring", length: 100, unit: 1, used: 70, expiry: expiry}
+	po.current = ch
+	s.locked = 100
+	s.tab.Received(account, 70<<20/tPrice, tPrice)
+	s.tab.Paid(account, 70)
+	s.mu.Unlock()
+	step := func(at time.Duration) {
+		t.Helper()
+		s.mu.Lock()
+		now = expiry.Add(at)
+		s.lookUpExpired(now)
+		s.mu.Unlock()
+		eventually(t, 2*time.Second, "the lookup", func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return !po.checking[ch.id]
+		})
+	}
+	step(5 * time.Minute) // the payee may still redeem
+	if n := b.count(); n != 0 {
+		t.Fatalf("%d lookups within the payee's grace", n)
+	}
+	step(12 * time.Minute) // not swept yet
+	step(13 * time.Minute) // too soon to ask again
+	s.mu.Lock()
+	locked := s.locked
+	s.mu.Unlock()
+	if n := b.count(); n != 1 || locked != 100 {
+		t.Fatalf("%d lookups, %d locked; want 1 and 100", n, locked)
+	}
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	step(24 * time.Minute)
+	eventually(t, 2*time.Second, "the new channel", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return !po.opening
+	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := b.count(); n != 2 || !ch.closed {
+		t.Fatalf("%d lookups, closed %v; want 2 and the channel retired", n, ch.closed)
+	}
+	// The 10 paid beyond what was redeemed are due again (to be paid
+	// when the payee connects), on a new channel of just that.
+	if due := s.tab.Due(account); due != 10 || po.current == ch || po.current.length != 10 {
+		t.Errorf("%d units due, current channel %+v; want the 10 paid beyond what was redeemed, on a new channel of 10", due, po.current)
+	}
+	if s.locked != 60+10 {
+		t.Errorf("%d units locked, want the 60 the payee redeemed and the new channel's 10", s.locked)
+	}
+}

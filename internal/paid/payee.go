@@ -314,6 +314,9 @@ func (s *Session) redeemLoop() {
 		case <-s.ctx.Done():
 			return
 		case <-tick.C:
+			s.mu.Lock()
+			s.lookUpExpired(s.cfg.Now())
+			s.mu.Unlock()
 			// Save what was received and cut off non-payers before the
 			// broker round trip, which a slow broker can stretch to its
 			// timeout: a crash meanwhile must not lose the payments.

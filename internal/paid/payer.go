@@ -26,6 +26,9 @@ type outChannel struct {
 	used         int64 // highest index revealed
 	expiry       time.Time
 	closed       bool // the broker has it closed, and we settled up (retireClosed)
+	// lookAgain: when to ask the broker next whether the channel, past
+	// its expiry, was closed by the broker's sweep (see lookUpExpired).
+	lookAgain time.Time
 }
 
 func (c *outChannel) remaining() int64 { return c.length - c.used }
@@ -699,16 +702,32 @@ func (s *Session) onClosed(ps *peerState, m message) {
 // the payee's close, or reached a payee that had restarted) is due again,
 // on another channel. It runs without s.mu.
 func (s *Session) retireClosed(account string, po *payeeState, ch *outChannel) {
+	s.lookUp(account, po, ch, false)
+}
+
+// lookUp asks the broker about ch and, if it is closed, settles up as
+// retireClosed says. With expired false the payee told us it closed ch,
+// and a claim the broker contradicts drops the payee; with expired true
+// we ask on our own about a channel long past its expiry (see
+// lookUpExpired), which the broker's sweep may not have closed yet. It
+// runs without s.mu.
+func (s *Session) lookUp(account string, po *payeeState, ch *outChannel, expired bool) {
 	defer s.wg.Done()
 	st, err := s.cfg.Broker.Channel(s.ctx, ch.id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(po.checking, ch.id)
+	inconsistent := st.Payer != s.account || st.Payee != account || st.Redeemed > ch.used
 	switch {
 	case err != nil:
-		s.log.Warn("look up a channel the payee says it closed", "payee", account, "channel", ch.id, "err", err)
+		s.log.Warn("look up a channel", "payee", account, "channel", ch.id, "expired", expired, "err", err)
 		return
-	case !st.Closed || st.Payer != s.account || st.Payee != account || st.Redeemed > ch.used:
+	case expired && (!st.Closed || inconsistent):
+		if inconsistent {
+			s.log.Warn("the broker's answer about our expired channel does not match it", "payee", account, "channel", ch.id)
+		}
+		return // not closed yet: the sweep has not come to it
+	case !st.Closed || inconsistent:
 		// A false claim: each would cost us a broker round trip, so the
 		// payee is dropped (it may reconnect, and authenticate, again).
 		s.log.Warn("payee says it closed a channel the broker has open", "payee", account, "channel", ch.id)
@@ -733,8 +752,39 @@ func (s *Session) retireClosed(account string, po *payeeState, ch *outChannel) {
 			s.log.Error("credit tab", "err", err)
 		}
 	}
-	s.log.Debug("channel closed by its payee", "payee", account, "channel", ch.id, "redeemed", st.Redeemed, "paid", ch.used)
+	s.log.Debug("channel closed", "payee", account, "channel", ch.id, "expired", expired, "redeemed", st.Redeemed, "paid", ch.used)
 	s.payOut(account)
+}
+
+// expiredLookAfter is how long after a channel's expiry we start asking
+// the broker whether it was closed, and then the time between asks. The
+// broker refunds an expired channel's rest once the payee's grace to
+// redeem is over (ledger Config.ExpiryGrace, 10 minutes by default) and
+// its sweep comes by; until we know, the rest counts as locked, and
+// --max-spend stops a long download early.
+const expiredLookAfter = 11 * time.Minute
+
+// lookUpExpired asks the broker about our channels that expired long
+// enough ago (see expiredLookAfter), at most one lookup per channel per
+// expiredLookAfter. It is called periodically (redeemLoop). s.mu is held.
+func (s *Session) lookUpExpired(now time.Time) {
+	if s.closing {
+		return
+	}
+	for account, po := range s.out {
+		for _, ch := range append([]*outChannel{po.current, po.next}, po.old...) {
+			if ch == nil || ch.closed || po.checking[ch.id] || now.Before(ch.expiry.Add(expiredLookAfter)) || now.Before(ch.lookAgain) {
+				continue
+			}
+			ch.lookAgain = now.Add(expiredLookAfter)
+			if po.checking == nil {
+				po.checking = make(map[string]bool)
+			}
+			po.checking[ch.id] = true
+			s.wg.Add(1)
+			go s.lookUp(account, po, ch, true)
+		}
+	}
 }
 
 // checkOwnVoucher makes sure the broker's voucher says what we asked for.

@@ -583,22 +583,86 @@ func TestExpiredChannelsReturnTheirLocks(t *testing.T) {
 	b.closed = true
 	b.mu.Unlock()
 	step(24 * time.Minute)
-	eventually(t, 2*time.Second, "the new channel", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return !po.opening
-	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if n := b.count(); n != 2 || !ch.closed {
 		t.Fatalf("%d lookups, closed %v; want 2 and the channel retired", n, ch.closed)
 	}
-	// The 10 paid beyond what was redeemed are due again (to be paid
-	// when the payee connects), on a new channel of just that.
-	if due := s.tab.Due(account); due != 10 || po.current == ch || po.current.length != 10 {
-		t.Errorf("%d units due, current channel %+v; want the 10 paid beyond what was redeemed, on a new channel of 10", due, po.current)
+	if s.locked != 60 {
+		t.Errorf("%d units locked, want the 60 the payee redeemed", s.locked)
 	}
-	if s.locked != 60+10 {
-		t.Errorf("%d units locked, want the 60 the payee redeemed and the new channel's 10", s.locked)
+	// The 10 paid beyond what was redeemed are due again, paid when the
+	// payee comes back (it is not connected): no channel is opened to it
+	// meanwhile.
+	if due := s.tab.Due(account); due != 10 || po.current != nil || po.opening {
+		t.Errorf("%d units due, current channel %+v, opening %v; want the 10 due and no new channel", due, po.current, po.opening)
+	}
+}
+
+// Settling an expired channel to an uploader that is gone opens nothing
+// new to it, even while our download goes on: that would lock again what
+// the broker's sweep just gave back, and (its channels expiring unused)
+// again at every sweep (review).
+func TestExpiredLookupOpensNothingToAGonePayee(t *testing.T) {
+	w := newFuzzWorld(t)
+	s := w.sess
+	defer s.Close()
+	b := &sweepBroker{fakeBroker: s.cfg.Broker.(fakeBroker), redeemed: 70, closed: true}
+	account := fuzzKey(10).AccountID()
+	expiry := fuzzNow.Add(time.Hour)
+	s.mu.Lock()
+	s.cfg.Broker = b
+	s.left = 1 << 30 // a long download, still going
+	po := s.payee(account)
+	po.grant = 1000
+	ch := &outChannel{id: "ch-expiring", length: 100, unit: 1, used: 70, expiry: expiry}
+	po.current = ch
+	s.locked = 100
+	s.tab.Received(account, 70<<20/tPrice, tPrice)
+	s.tab.Paid(account, 70)
+	s.lookUpExpired(expiry.Add(12 * time.Minute))
+	s.mu.Unlock()
+	eventually(t, 2*time.Second, "the lookup", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return ch.closed
+	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.locked != 70 || po.current != nil || po.opening {
+		t.Errorf("locked %d, current %+v, opening %v; want 70 (what was redeemed) and no channel to an uploader that is gone", s.locked, po.current, po.opening)
+	}
+}
+
+// Past maxOldChannels, old channels that are spent go before one with
+// value left, so the latter is still looked up once it expired and its
+// rest stops counting as locked (review: it was the oldest, and dropped).
+func TestOldChannelWithValueLeftIsKeptForItsLookup(t *testing.T) {
+	w := newFuzzWorld(t)
+	s := w.sess
+	defer s.Close()
+	b := &sweepBroker{fakeBroker: s.cfg.Broker.(fakeBroker), redeemed: 10, closed: true}
+	account := fuzzKey(10).AccountID()
+	expiry := fuzzNow.Add(time.Hour)
+	s.mu.Lock()
+	s.cfg.Broker = b
+	po := s.payee(account)
+	ch := &outChannel{id: "ch-rest", length: 100, unit: 1, used: 10, expiry: expiry}
+	po.keep(ch)
+	s.locked = 100
+	for i := range maxOldChannels { // small channels spent since (after a shrink, say)
+		po.keep(&outChannel{id: fmt.Sprint("ch-small-", i), length: 1, unit: 1, used: 1, expiry: expiry.Add(time.Hour)})
+	}
+	s.lookUpExpired(expiry.Add(12 * time.Minute))
+	s.mu.Unlock()
+	eventually(t, 2*time.Second, "the lookup", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return ch.closed
+	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := b.count(); n != 1 || s.locked != 10 || len(po.old) != maxOldChannels {
+		t.Errorf("%d lookups, %d locked, %d old channels; want 1, the 10 redeemed and %d", n, s.locked, len(po.old), maxOldChannels)
 	}
 }

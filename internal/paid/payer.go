@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/floodgate-p2p/floodgate/internal/engine"
@@ -80,16 +81,31 @@ func (po *payeeState) retire() {
 	po.current, po.next = po.next, nil
 }
 
-// keep remembers c, a channel we stop paying on, in po.old.
+// keep remembers c, a channel we stop paying on, in po.old. Past
+// maxOldChannels one is forgotten: a closed one if any (it is settled),
+// else the one with the least value left unspent, the oldest of those,
+// since what it has left is what a later lookup (lookUpExpired) would
+// return to us.
 func (po *payeeState) keep(c *outChannel) {
 	if c == nil {
 		return
 	}
 	c.chain = nil // never paid on again: only its length matters
 	po.old = append(po.old, c)
-	if len(po.old) > maxOldChannels {
-		po.old = po.old[1:]
+	if len(po.old) <= maxOldChannels {
+		return
 	}
+	drop := 0
+	for i, o := range po.old {
+		if o.closed {
+			drop = i
+			break
+		}
+		if o.remaining() < po.old[drop].remaining() {
+			drop = i
+		}
+	}
+	po.old = slices.Delete(po.old, drop, drop+1)
 }
 
 // Payments for verified pieces are batched: every payment message costs
@@ -753,7 +769,9 @@ func (s *Session) lookUp(account string, po *payeeState, ch *outChannel, expired
 		}
 	}
 	s.log.Debug("channel closed", "payee", account, "channel", ch.id, "expired", expired, "redeemed", st.Redeemed, "paid", ch.used)
-	s.payOut(account)
+	if !expired || s.connFor(account) != nil {
+		s.payOut(account) // a gone payee is paid when it authenticates again
+	}
 }
 
 // expiredLookAfter is how long after a channel's expiry we start asking

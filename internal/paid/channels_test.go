@@ -531,6 +531,30 @@ func (b *sweepBroker) count() int {
 	return b.lookups
 }
 
+// newSweepWorld is a session whose broker answers lookups as b does
+// (closed, redeemed up to redeemed), and the payee account its channels
+// go to; the session is closed when the test ends.
+func newSweepWorld(t *testing.T, closed bool, redeemed int64) (*Session, *sweepBroker, string) {
+	t.Helper()
+	s := newFuzzWorld(t).sess
+	t.Cleanup(func() { s.Close() })
+	b := &sweepBroker{fakeBroker: s.cfg.Broker.(fakeBroker), closed: closed, redeemed: redeemed}
+	s.mu.Lock()
+	s.cfg.Broker = b
+	s.mu.Unlock()
+	return s, b, fuzzKey(10).AccountID()
+}
+
+// awaitSettled waits until the session took ch as closed.
+func awaitSettled(t *testing.T, s *Session, ch *outChannel) {
+	t.Helper()
+	eventually(t, 2*time.Second, "the lookup", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return ch.closed
+	})
+}
+
 // A channel that expired unspent returns its rest to us through the
 // broker's sweep, without its payee telling us: we look it up once its
 // payee's grace to redeem is over, at most once per expiredLookAfter,
@@ -538,15 +562,10 @@ func (b *sweepBroker) count() int {
 // --max-spend does not stop a long download early). What we paid beyond
 // what the payee redeemed is due again.
 func TestExpiredChannelsReturnTheirLocks(t *testing.T) {
-	w := newFuzzWorld(t)
-	s := w.sess
-	defer s.Close()
-	b := &sweepBroker{fakeBroker: s.cfg.Broker.(fakeBroker), redeemed: 60}
-	account := fuzzKey(10).AccountID()
+	s, b, account := newSweepWorld(t, false, 60)
 	expiry := fuzzNow.Add(time.Hour)
 	now := fuzzNow
 	s.mu.Lock()
-	s.cfg.Broker = b
 	s.cfg.Now = func() time.Time { return now }
 	po := s.payee(account)
 	ch := &outChannel{id: "ch-expiring", length: 100, unit: 1, used: 70, expiry: expiry}
@@ -604,14 +623,9 @@ func TestExpiredChannelsReturnTheirLocks(t *testing.T) {
 // the broker's sweep just gave back, and (its channels expiring unused)
 // again at every sweep (review).
 func TestExpiredLookupOpensNothingToAGonePayee(t *testing.T) {
-	w := newFuzzWorld(t)
-	s := w.sess
-	defer s.Close()
-	b := &sweepBroker{fakeBroker: s.cfg.Broker.(fakeBroker), redeemed: 70, closed: true}
-	account := fuzzKey(10).AccountID()
+	s, _, account := newSweepWorld(t, true, 70)
 	expiry := fuzzNow.Add(time.Hour)
 	s.mu.Lock()
-	s.cfg.Broker = b
 	s.left = 1 << 30 // a long download, still going
 	po := s.payee(account)
 	po.grant = 1000
@@ -622,11 +636,7 @@ func TestExpiredLookupOpensNothingToAGonePayee(t *testing.T) {
 	s.tab.Paid(account, 70)
 	s.lookUpExpired(expiry.Add(12 * time.Minute))
 	s.mu.Unlock()
-	eventually(t, 2*time.Second, "the lookup", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return ch.closed
-	})
+	awaitSettled(t, s, ch)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.locked != 70 || po.current != nil || po.opening {
@@ -638,14 +648,9 @@ func TestExpiredLookupOpensNothingToAGonePayee(t *testing.T) {
 // value left, so the latter is still looked up once it expired and its
 // rest stops counting as locked (review: it was the oldest, and dropped).
 func TestOldChannelWithValueLeftIsKeptForItsLookup(t *testing.T) {
-	w := newFuzzWorld(t)
-	s := w.sess
-	defer s.Close()
-	b := &sweepBroker{fakeBroker: s.cfg.Broker.(fakeBroker), redeemed: 10, closed: true}
-	account := fuzzKey(10).AccountID()
+	s, b, account := newSweepWorld(t, true, 10)
 	expiry := fuzzNow.Add(time.Hour)
 	s.mu.Lock()
-	s.cfg.Broker = b
 	po := s.payee(account)
 	ch := &outChannel{id: "ch-rest", length: 100, unit: 1, used: 10, expiry: expiry}
 	po.keep(ch)
@@ -655,11 +660,7 @@ func TestOldChannelWithValueLeftIsKeptForItsLookup(t *testing.T) {
 	}
 	s.lookUpExpired(expiry.Add(12 * time.Minute))
 	s.mu.Unlock()
-	eventually(t, 2*time.Second, "the lookup", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return ch.closed
-	})
+	awaitSettled(t, s, ch)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if n := b.count(); n != 1 || s.locked != 10 || len(po.old) != maxOldChannels {

@@ -437,9 +437,6 @@ func (s *Session) ensureChannel(account string) {
 	if s.closing || !s.gateOpen || po.opening || po.next != nil || now.Before(po.retryAt) {
 		return // (awaitGate asks again once the gate opens)
 	}
-	if po.grant == 0 {
-		po.grant = s.firstGrant()
-	}
 	price := s.cfg.Class.PricePerMiB
 	due := s.tab.Due(account)
 	leftValue, leftErr := terms.PriceFor(s.left, price) // what is left to buy
@@ -509,18 +506,18 @@ func (s *Session) ensureChannel(account string) {
 	// refill coverSlack), or a buyer whose balance just covers the
 	// purchase would find its money in channels to uploaders that have
 	// nothing (more) for it, and could not pay the ones that do.
-	early := forHeadroom || undelivered
+	early, rich := forHeadroom || undelivered, s.rich()
 	earlyLimit := int64(math.MaxInt64) // on unspent locks, this channel's included
 	if early && leftErr == nil {
 		earlyLimit = leftValue + s.dueTotal()
-		if !undelivered && s.rich() {
+		if !undelivered && rich {
 			// Only a rich buyer's refills (see coverSlack): a buyer
 			// whose balance is twice a small price had its last units
 			// locked by a few such slacks, and stalled.
 			earlyLimit += coverSlack
 		}
 	}
-	if leftErr == nil {
+	if rich && leftErr == nil {
 		value = max(value, s.richValue(account, po, leftValue, due, earlyLimit))
 	}
 	if po.shrink > 0 {
@@ -557,7 +554,7 @@ func (s *Session) ensureChannel(account string) {
 func (s *Session) payee(account string) *payeeState {
 	po := s.out[account]
 	if po == nil {
-		po = &payeeState{} // grant set by the first channel (firstGrant)
+		po = &payeeState{grant: s.firstGrant()}
 		s.out[account] = po
 	}
 	return po
@@ -584,15 +581,14 @@ func (s *Session) rich() bool {
 }
 
 // richValue is the size of a rich buyer's next channel to account (see
-// richBuyerFactor), or 0 when the buyer is not rich or the download is
-// finished. leftValue is the price of what is left to buy, due what we
+// richBuyerFactor), or 0 when the download is finished. leftValue is the price of what is left to buy, due what we
 // owe account; the budget counts what we owe everyone. earlyLimit is the
 // tighter bound on unspent locks (this channel's included) of channels to
 // uploaders that have not delivered and of headroom refills, or
 // math.MaxInt64. The caller takes the ordinary size when it is larger.
 // s.mu is held.
 func (s *Session) richValue(account string, po *payeeState, leftValue, due, earlyLimit int64) int64 {
-	if s.complete || s.left == 0 || !s.rich() {
+	if s.complete || s.left == 0 {
 		return 0
 	}
 	v := leftValue / 2

@@ -315,8 +315,8 @@ func NewSession(cfg Config) (*Session, error) {
 }
 
 // awaitGate lets channel opens start once OpenGate closes, and opens the
-// channels wanted meanwhile. Sizing waits too: the first channels depend
-// on the balance the gate waits for (see firstGrant).
+// channels wanted meanwhile. Sizing waits too: a rich buyer's channels
+// depend on the balance the gate waits for (see richValue).
 func (s *Session) awaitGate() {
 	defer s.wg.Done()
 	select {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/floodgate-p2p/floodgate/internal/engine"
 	"github.com/floodgate-p2p/floodgate/internal/hashchain"
 	"github.com/floodgate-p2p/floodgate/internal/identity"
 	"github.com/floodgate-p2p/floodgate/internal/wire"
@@ -515,6 +516,7 @@ type sweepBroker struct {
 	mu       sync.Mutex
 	closed   bool
 	redeemed int64
+	payee    string // of every channel; "" for fuzzKey(10)
 	lookups  int
 }
 
@@ -522,7 +524,11 @@ func (b *sweepBroker) Channel(_ context.Context, id string) (ChannelState, error
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.lookups++
-	return ChannelState{Payer: b.payer, Payee: fuzzKey(10).AccountID(), Redeemed: b.redeemed, Closed: b.closed}, nil
+	payee := b.payee
+	if payee == "" {
+		payee = fuzzKey(10).AccountID()
+	}
+	return ChannelState{Payer: b.payer, Payee: payee, Redeemed: b.redeemed, Closed: b.closed}, nil
 }
 
 func (b *sweepBroker) count() int {
@@ -665,5 +671,186 @@ func TestOldChannelWithValueLeftIsKeptForItsLookup(t *testing.T) {
 	defer s.mu.Unlock()
 	if n := b.count(); n != 1 || s.locked != 10 || len(po.old) != maxOldChannels {
 		t.Errorf("%d lookups, %d locked, %d old channels; want 1, the 10 redeemed and %d", n, s.locked, len(po.old), maxOldChannels)
+	}
+}
+
+// A payee we could not open even the smallest channel to, for want of
+// funds (the rest locked in channels to uploaders with nothing more for
+// us), is tried again as soon as a channel closes and gives money back,
+// not after its back-off: it may be holding us until we pay it (a swarm
+// of buyers holding twice the price stalled that way).
+func TestFundsComingBackRetryAStarvedPayee(t *testing.T) {
+	s, _, closer := newSweepWorld(t, true, 60)
+	starved := fuzzKey(3).AccountID() // the connected peer
+	expiry := fuzzNow.Add(time.Hour)
+	s.mu.Lock()
+	s.left = 1 << 30
+	po := s.payee(closer)
+	ch := &outChannel{id: "ch-returning", length: 100, unit: 1, used: 60, expiry: expiry}
+	po.current = ch
+	s.locked = 100
+	s.tab.Received(closer, 60<<20/tPrice, tPrice)
+	s.tab.Paid(closer, 60)
+	ps := s.payee(starved)
+	ps.starved, ps.failed, ps.retryAt = true, 3, fuzzNow.Add(time.Minute)
+	s.tab.Received(starved, 10<<20/tPrice, tPrice)
+	s.lookUpExpired(expiry.Add(12 * time.Minute))
+	s.mu.Unlock()
+	awaitSettled(t, s, ch)
+	eventually(t, 2*time.Second, "a channel to the starved payee", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return ps.current != nil && s.tab.Due(starved) == 0
+	})
+}
+
+// A channel its payee closed while we owed it nothing is not replaced at
+// once (a leecher closes the channels of payers that want nothing from
+// it, so that money can go where it is needed), but as soon as the payee
+// delivers again.
+func TestClosedChannelIsReplacedOnlyWhenNeeded(t *testing.T) {
+	w := newFuzzWorld(t)
+	s := w.sess
+	t.Cleanup(func() { s.Close() })
+	payee := fuzzKey(3).AccountID()
+	b := &sweepBroker{fakeBroker: s.cfg.Broker.(fakeBroker), closed: true, redeemed: 60, payee: payee}
+	s.mu.Lock()
+	s.cfg.Broker = b
+	s.left = 1 << 30
+	po := s.payee(payee)
+	ch := &outChannel{id: "ch-closed-by-payee", length: 100, unit: 1, used: 60, expiry: fuzzNow.Add(time.Hour)}
+	po.current = ch
+	s.locked = 100
+	s.tab.Received(payee, 60<<20/tPrice, tPrice)
+	s.tab.Paid(payee, 60)
+	s.mu.Unlock()
+	if err := s.Message(w.peer, message{Type: typeClosed, Channel: ch.id, Index: 60}.encode()); err != nil {
+		t.Fatal(err)
+	}
+	awaitSettled(t, s, ch)
+	s.mu.Lock()
+	if s.locked != 60 || po.current != nil || po.opening {
+		t.Errorf("locked %d, a new channel %v, opening %v; want 60 and none while nothing is due", s.locked, po.current != nil, po.opening)
+	}
+	s.mu.Unlock()
+	s.Verified(1, []engine.Contribution{{Peer: w.peer, Bytes: tPiece}})
+	eventually(t, 2*time.Second, "a new channel, and the new piece paid", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return po.current != nil && s.tab.Due(payee) == 0
+	})
+}
+
+// An uploader that stops closes the channels paid to it after its
+// connections are gone, so it cannot tell us: while we still buy, we ask
+// the broker a little after it left, and what it gave back stops counting
+// as locked (a buyer whose balance was locked that way in channels to
+// peers that finished and left could not pay the origin, and stalled).
+// A finished buyer does not ask.
+func TestChannelsToAPayeeThatLeftAreLookedUp(t *testing.T) {
+	for _, buying := range []bool{true, false} {
+		t.Run(fmt.Sprint("buying=", buying), func(t *testing.T) {
+			w := newFuzzWorld(t)
+			s := w.sess
+			t.Cleanup(func() { s.Close() })
+			payee := fuzzKey(3).AccountID()
+			b := &sweepBroker{fakeBroker: s.cfg.Broker.(fakeBroker), closed: true, redeemed: 60, payee: payee}
+			s.mu.Lock()
+			s.cfg.Broker = b
+			s.left = 1 << 30
+			if !buying {
+				s.left = 0
+			}
+			po := s.payee(payee)
+			ch := &outChannel{id: "ch-of-a-leaver", length: 100, unit: 1, used: 60, expiry: fuzzNow.Add(time.Hour)}
+			po.current = ch
+			s.locked = 100
+			s.tab.Received(payee, 60<<20/tPrice, tPrice)
+			s.tab.Paid(payee, 60)
+			s.mu.Unlock()
+			s.Closed(w.peer)
+			if !buying {
+				time.Sleep(goneLookAfter[0] + 500*time.Millisecond)
+				if n := b.count(); n != 0 {
+					t.Fatalf("a finished buyer looked up %d channels", n)
+				}
+				return
+			}
+			eventually(t, goneLookAfter[0]+3*time.Second, "the lookup", func() bool {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				return ch.closed
+			})
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.locked != 60 || b.count() != 1 {
+				t.Errorf("locked %d after %d lookups, want 60 after 1", s.locked, b.count())
+			}
+		})
+	}
+}
+
+// An uploader whose invoice counts as unpaid at least what our channels to
+// it have left holds us for channel value (the blocks it sent count for
+// it before their pieces verify for us), so a refill is opened although
+// it would lock more than the early limit lets headroom lock: near the
+// end of a purchase that limit kept a buyer from refilling the origin's
+// channel, and the origin held it with its last pieces in flight. An
+// invoice within our channels' value changes nothing.
+func TestInvoiceForChannelValueRefillsAtOnce(t *testing.T) {
+	for _, tc := range []struct {
+		short, next, end bool // the invoice's unpaid reaches our channels' rest; a small next channel is there; the rest covers what is left to buy
+	}{{false, false, false}, {true, false, false}, {true, true, false}, {false, false, true}, {true, false, true}} {
+		short := tc.short
+		t.Run(fmt.Sprintf("short=%v,next=%v,end=%v", tc.short, tc.next, tc.end), func(t *testing.T) {
+			w := newFuzzWorld(t)
+			s := w.sess
+			t.Cleanup(func() { s.Close() })
+			payee := fuzzKey(3).AccountID()
+			s.mu.Lock()
+			s.left = 256 << 10 // 256 units: more than the channel's rest
+			if tc.end {
+				// 64 units: the rest covers it, but a payee counting
+				// end-game copies from others as unpaid may still be
+				// short.
+				s.left = 64 << 10
+			}
+			po := s.payee(payee)
+			po.grant = 1000
+			po.current = &outChannel{id: "ch-low", length: 260, unit: 1, used: 60, expiry: fuzzNow.Add(time.Hour)}
+			s.locked = 260
+			owed := int64(100)
+			if short {
+				owed = 260 // 200 unpaid: all the channel has left
+			}
+			if tc.next {
+				po.next = &outChannel{id: "ch-tiny", length: 1, unit: 1, expiry: fuzzNow.Add(time.Hour)}
+				s.locked++
+				owed++
+			}
+			s.tab.Received(payee, 60<<20/tPrice, tPrice)
+			s.tab.Paid(payee, 60)
+			s.mu.Unlock()
+			if err := s.Message(w.peer, message{Type: typeInvoice, Owed: owed, Paid: 60}.encode()); err != nil {
+				t.Fatal(err)
+			}
+			refilled := func() bool {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				if tc.next {
+					// The tiny one is paid on next; the low one's rest
+					// still backs us at the payee.
+					return po.current.id == "ch-tiny" && po.next != nil && slices.ContainsFunc(po.old, func(c *outChannel) bool { return c.id == "ch-low" })
+				}
+				return po.opening || po.next != nil
+			}
+			if !short {
+				if refilled() {
+					t.Fatal("an invoice within the channel's value opened more than the early limit lets headroom lock")
+				}
+				return
+			}
+			eventually(t, 2*time.Second, "a refill", refilled)
+		})
 	}
 }

@@ -219,10 +219,11 @@ func TestQuietPayersRounds(t *testing.T) {
 	}
 }
 
-// While we still download, a payer's channels stay open as long as it is
-// connected, interested or not (our new pieces make it interested again),
-// and close once it has been gone for goneGrace: what it locked goes back
-// to it then, not when our download ends.
+// While we still download, a connected payer's channels stay open while
+// it is interested, or has not been uninterested at every round for
+// leechQuietAfter (our new pieces make it interested again), and close
+// after that, or once it has been gone for goneGrace: what it locked
+// goes back to it then, not when our download ends.
 func TestLeecherClosesTheChannelsOfAPayerThatLeft(t *testing.T) {
 	w := newFuzzWorld(t)
 	defer w.sess.Close()
@@ -235,10 +236,22 @@ func TestLeecherClosesTheChannelsOfAPayerThatLeft(t *testing.T) {
 		t.Fatal("a leecher would close an interested payer's channels")
 	}
 	w.peer.uninterested = true
-	if round(4*time.Second) || round(6*time.Second) || round(time.Hour) {
-		t.Fatal("a leecher would close a connected payer's channels")
+	if round(4*time.Second) || round(6*time.Second) {
+		t.Fatal("a leecher would close the channels of a payer that just lost interest")
+	}
+	w.peer.uninterested = false
+	round(8 * time.Second)
+	w.peer.uninterested = true
+	if round(10*time.Second) || round(10*time.Second+leechQuietAfter-time.Millisecond) {
+		t.Fatal("a round with interest did not start the count again")
+	}
+	if !round(10*time.Second + leechQuietAfter) {
+		t.Fatal("a leecher keeps the channels of a connected payer that wants nothing from it")
 	}
 	s.Closed(w.peer)
+	s.mu.Lock()
+	s.quietSince = nil
+	s.mu.Unlock()
 	if round(2*time.Hour) || round(2*time.Hour+goneGrace-time.Millisecond) {
 		t.Fatal("a payer that just left would lose its channels")
 	}

@@ -354,6 +354,11 @@ func (s *Session) redeemAll(ctx context.Context) {
 // reconnect failed still gets its second try in.
 const goneGrace = 90 * time.Second
 
+// leechQuietAfter is how long a connected payer must want nothing from
+// us, while we still download, before we close its channels (see
+// quietPayers).
+const leechQuietAfter = 20 * time.Second
+
 // quietPayers lists the payers whose channels we close before we stop:
 // when we have every piece, a payer not interested in us (it has every
 // piece too) at two redemption rounds in a row, or gone for goneGrace, is
@@ -363,10 +368,16 @@ const goneGrace = 90 * time.Second
 // before it says so, and what it may still owe then (end-game copies,
 // fractions of a unit) it never pays, so that is no reason to wait.
 // Should it want more after all, it hears "closed" and opens a new
-// channel. While we still download, only payers gone for goneGrace count:
-// a connected payer loses and regains interest as our pieces come, but
-// one that left would otherwise wait for our exit (a long download may
-// run for hours). s.mu is held.
+// channel.
+//
+// While we still download, a connected payer loses and regains interest
+// as our pieces come, so it counts only once it wanted nothing from us
+// at every round for leechQuietAfter: it has all we have, and what it
+// locked with us may be all it has left to pay an uploader that does
+// have what it lacks (a swarm of buyers holding twice the price stalled
+// that way, each waiting on the origin). A payer that left counts after
+// goneGrace, or it would wait for our exit (a long download may run for
+// hours). s.mu is held.
 func (s *Session) quietPayers(now time.Time) map[string]bool {
 	quiet := make(map[string]bool)
 	leeching := !s.complete && s.left > 0
@@ -379,7 +390,7 @@ func (s *Session) quietPayers(now time.Time) map[string]bool {
 	}
 	since := make(map[string]time.Time)
 	for account, ic := range s.byPayer {
-		if len(ic.list) == 0 || interested[account] || (leeching && connected[account]) {
+		if len(ic.list) == 0 || interested[account] {
 			continue
 		}
 		first, seen := s.quietSince[account]
@@ -387,7 +398,13 @@ func (s *Session) quietPayers(now time.Time) map[string]bool {
 			first = now
 		}
 		since[account] = first
-		if seen && (connected[account] || now.Sub(first) >= goneGrace) {
+		switch {
+		case !seen:
+		case !connected[account]:
+			quiet[account] = now.Sub(first) >= goneGrace
+		case leeching:
+			quiet[account] = now.Sub(first) >= leechQuietAfter
+		default:
 			quiet[account] = true
 		}
 	}
@@ -451,6 +468,7 @@ func (s *Session) settleChannels(ctx context.Context, closing func(*inChannel) b
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	earned := s.earned
 	for i, r := range rs {
 		ch := s.in[r.Channel]
 		ch.redeeming = false
@@ -491,6 +509,9 @@ func (s *Session) settleChannels(ctx context.Context, closing func(*inChannel) b
 				s.tellClosed(s.connFor(ch.v.Payer), ch)
 			}
 		}
+	}
+	if s.earned > earned && !s.closing {
+		s.fundsBack() // earnings are spendable at once
 	}
 }
 

@@ -52,13 +52,23 @@ type payeeState struct {
 	failed  int       // consecutive failures to open a channel
 	retryAt time.Time // no new attempt before this
 	shrink  uint      // halvings of the channel value after "insufficient funds"
-	grant   int64     // size of the next channel before other limits
+	// starved: the last open failed for want of funds even at the
+	// smallest size; it is tried again as soon as money comes back
+	// (fundsBack), not after its back-off.
+	starved bool
+	grant   int64 // size of the next channel before other limits
 	// payQueued: a deferred payment (see payVerified) is scheduled.
 	payQueued bool
 	// invoiced: the payee holds us and sent an invoice when we owed it
 	// nothing; it waits for blocks of ours still unverified, so what comes
 	// due next is paid at once rather than batched (see onInvoice).
 	invoiced bool
+	// short: the payee's last invoice counted at least as much unpaid as
+	// our channels to it have left (blocks in flight and pieces not yet
+	// verified count for it as soon as it sends them), so it holds us
+	// for channel value: a refill is needed now, not headroom, even if a
+	// next channel is there already (see ensureChannel).
+	short bool
 	// wanted: we asked for blocks from this uploader (see MayRequest).
 	wanted bool
 	// undelivered: our channel was opened before it delivered anything;
@@ -358,11 +368,25 @@ func (s *Session) payVerified(account string) {
 // nothing is (it holds us for blocks whose pieces have not verified yet),
 // the next payment to it goes at once too, not up to payDelay later: the
 // payee invoices again only every invoiceEvery, and holds us meanwhile.
-// We never pay what the invoice claims, only what our own count says.
-// s.mu is held.
-func (s *Session) onInvoice(ps *peerState) {
-	if po := s.out[ps.account]; po != nil && s.tab.Due(ps.account) == 0 {
-		po.invoiced = true
+// We never pay what the invoice claims, only what our own count says;
+// but when what it counts as unpaid reaches what our channels to it have
+// left, it holds us for channel value, and a refill is no longer early
+// (payeeState.short): near the end of a purchase the early limit kept a
+// buyer whose pieces were in flight from refilling the origin's channel,
+// and the origin from sending them (emulate). Believing the claim risks
+// only a lock, within the buyer's other limits. s.mu is held.
+func (s *Session) onInvoice(ps *peerState, m message) {
+	if po := s.out[ps.account]; po != nil {
+		if s.tab.Due(ps.account) == 0 {
+			po.invoiced = true
+		}
+		var left int64
+		for _, ch := range []*outChannel{po.current, po.next} {
+			if ch.usable(s.cfg.Now()) {
+				left += ch.remaining() * ch.unit
+			}
+		}
+		po.short = m.Owed-m.Paid >= left
 	}
 	s.payOut(ps.account)
 }
@@ -434,7 +458,7 @@ func (s *Session) ensureChannel(account string) {
 	}
 	po := s.payee(account)
 	now := s.cfg.Now()
-	if s.closing || !s.gateOpen || po.opening || po.next != nil || now.Before(po.retryAt) {
+	if s.closing || !s.gateOpen || po.opening || (po.next != nil && !po.short) || now.Before(po.retryAt) {
 		return // (awaitGate asks again once the gate opens)
 	}
 	price := s.cfg.Class.PricePerMiB
@@ -468,8 +492,14 @@ func (s *Session) ensureChannel(account string) {
 		// more than the price of what is left: the fractions of a unit
 		// already received but not yet due can add up to one more step,
 		// and an uploader whose channel is one unit short holds the last
-		// piece, which then never verifies and is never paid for.
-		if leftErr == nil && po.current.remaining() >= leftValue+1+due {
+		// piece, which then never verifies and is never paid for. Unless
+		// the payee says it is short (an invoice, see payeeState.short):
+		// it counts end-game copies we got from others too, which we
+		// never pay it, and they eat into what our channel backs (in
+		// emulate a buyer whose other uploaders had left stalled so,
+		// held by the origin with its rest exactly what it counted as
+		// unpaid).
+		if leftErr == nil && !po.short && po.current.remaining() >= leftValue+1+due {
 			return
 		}
 	}
@@ -506,7 +536,7 @@ func (s *Session) ensureChannel(account string) {
 	// refill coverSlack), or a buyer whose balance just covers the
 	// purchase would find its money in channels to uploaders that have
 	// nothing (more) for it, and could not pay the ones that do.
-	early, rich := forHeadroom || undelivered, s.rich()
+	early, rich := (forHeadroom && !po.short) || undelivered, s.rich()
 	earlyLimit := int64(math.MaxInt64) // on unspent locks, this channel's included
 	if early && leftErr == nil {
 		earlyLimit = leftValue + s.dueTotal()
@@ -660,6 +690,7 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 	if err != nil {
 		s.locked -= length
 		po.failed++
+		po.starved = errors.Is(err, ErrInsufficientFunds)
 		// Back off (1 s, 2 s, 4 s … 1 min) rather than hammer the broker;
 		// a payee waiting for a channel just holds our requests meanwhile.
 		po.retryAt = s.cfg.Now().Add(min(time.Minute, time.Second<<min(po.failed-1, 6)))
@@ -668,16 +699,24 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 		return
 	}
 	s.log.Debug("channel opened", "payee", account, "value", length, "took", time.Since(began))
-	po.failed = 0
+	po.failed, po.starved, po.short = 0, false, false
 	if po.shrink > 0 {
 		po.shrink-- // funds may have come back (closed channels, earnings)
 	}
 	po.grant = min(s.cfg.ChannelValue, 4*max(po.grant, length))
 	ch := &outChannel{id: v.Channel, chain: chain, length: chain.Length(), voucherBytes: vb, unit: v.Unit, expiry: v.Expiry}
-	if !po.current.usable(s.cfg.Now()) {
+	switch {
+	case !po.current.usable(s.cfg.Now()):
 		po.keep(po.current)
 		po.current = ch
-	} else {
+	case po.next == nil:
+		po.next = ch
+	default:
+		// A third channel, for a payee short of channel value (see
+		// payeeState.short; the next one was small, opened while funds
+		// were short): we stop paying on the current one, but its rest
+		// still backs us at the payee, which closes it when it stops.
+		po.retire()
 		po.next = ch
 	}
 	// Show every voucher at once: the payee counts all our channels as
@@ -725,12 +764,13 @@ func (s *Session) retireClosed(account string, po *payeeState, ch *outChannel) {
 }
 
 // lookUp asks the broker about ch and, if it is closed, settles up as
-// retireClosed says. With expired false the payee told us it closed ch,
-// and a claim the broker contradicts drops the payee; with expired true
-// we ask on our own about a channel long past its expiry (see
-// lookUpExpired), which the broker's sweep may not have closed yet. It
-// runs without s.mu.
-func (s *Session) lookUp(account string, po *payeeState, ch *outChannel, expired bool) {
+// retireClosed says. With unprompted false the payee told us it closed
+// ch, and a claim the broker contradicts drops the payee; with unprompted
+// true we ask on our own, about a channel long past its expiry (see
+// lookUpExpired), which the broker's sweep may not have closed yet, or
+// one to a payee that left (lookUpGone), which may not have closed it.
+// It runs without s.mu.
+func (s *Session) lookUp(account string, po *payeeState, ch *outChannel, unprompted bool) {
 	defer s.wg.Done()
 	st, err := s.cfg.Broker.Channel(s.ctx, ch.id)
 	s.mu.Lock()
@@ -739,13 +779,13 @@ func (s *Session) lookUp(account string, po *payeeState, ch *outChannel, expired
 	inconsistent := st.Payer != s.account || st.Payee != account || st.Redeemed > ch.used
 	switch {
 	case err != nil:
-		s.log.Warn("look up a channel", "payee", account, "channel", ch.id, "expired", expired, "err", err)
+		s.log.Warn("look up a channel", "payee", account, "channel", ch.id, "unprompted", unprompted, "err", err)
 		return
-	case expired && (!st.Closed || inconsistent):
+	case unprompted && (!st.Closed || inconsistent):
 		if inconsistent {
-			s.log.Warn("the broker's answer about our expired channel does not match it", "payee", account, "channel", ch.id)
+			s.log.Warn("the broker's answer about our channel does not match it", "payee", account, "channel", ch.id)
 		}
-		return // not closed yet: the sweep has not come to it
+		return // not closed yet
 	case !st.Closed || inconsistent:
 		// A false claim: each would cost us a broker round trip, so the
 		// payee is dropped (it may reconnect, and authenticate, again).
@@ -771,9 +811,85 @@ func (s *Session) lookUp(account string, po *payeeState, ch *outChannel, expired
 			s.log.Error("credit tab", "err", err)
 		}
 	}
-	s.log.Debug("channel closed", "payee", account, "channel", ch.id, "expired", expired, "redeemed", st.Redeemed, "paid", ch.used)
-	if !expired || s.connFor(account) != nil {
-		s.payOut(account) // a gone payee is paid when it authenticates again
+	s.log.Debug("channel closed", "payee", account, "channel", ch.id, "unprompted", unprompted, "redeemed", st.Redeemed, "paid", ch.used)
+	// What is due again goes on a new channel at once. A payee owed
+	// nothing gets one when it delivers again (payVerified) or invoices
+	// us: a leecher closes the channels of payers that want nothing from
+	// it (see quietPayers), and opening another at once would lock the
+	// money again where it is not needed. A gone payee is paid when it
+	// authenticates again.
+	if s.tab.Due(account) > 0 && (!unprompted || s.connFor(account) != nil) {
+		s.payOut(account)
+	}
+	if st.Redeemed < ch.length {
+		s.fundsBack()
+	}
+}
+
+// fundsBack pays what we owe now that money came back (a channel closed
+// with value left, or earnings): a buyer whose balance was all locked in
+// channels to uploaders with nothing more for it may owe another one that
+// holds it until paid, and would otherwise wait out a back-off of up to a
+// minute if an open had failed for want of funds. (An uploader holding us
+// for blocks not yet verified invoices us, and then we open a channel.)
+// s.mu is held.
+func (s *Session) fundsBack() {
+	for account, po := range s.out {
+		if po.starved {
+			po.starved = false
+			po.retryAt = time.Time{}
+			s.ensureChannel(account)
+		}
+		if s.tab.Due(account) > 0 && s.connFor(account) != nil {
+			s.payOut(account)
+		}
+	}
+}
+
+// goneLookAfter is how long after the last connection to a payee ended
+// we ask the broker whether it closed our channels, and the second time
+// (it may have been slow). An uploader that stops closes the channels
+// paid to it once its connections are gone (so that it redeems every
+// payment that arrived), and so cannot tell us. Until we know, their
+// rest counts as locked: a buyer whose balance was locked that way in
+// channels to peers that finished and left could not pay the origin,
+// which held it (emulate, 4 runs in 80 under load). A payee that did not
+// close them gets its channels looked up again once they expire
+// (lookUpExpired).
+var goneLookAfter = [...]time.Duration{2 * time.Second, 20 * time.Second}
+
+// payeeGone schedules lookUpGone for a payee whose last connection just
+// ended. s.mu is held.
+func (s *Session) payeeGone(account string) {
+	if s.out[account] == nil || s.complete || s.left == 0 {
+		return // nothing locked with it, or nothing more to buy
+	}
+	for _, after := range goneLookAfter {
+		time.AfterFunc(after, func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.lookUpGone(account)
+		})
+	}
+}
+
+// lookUpGone asks the broker about our channels with value left to
+// account, if it is still gone and we still buy. s.mu is held.
+func (s *Session) lookUpGone(account string) {
+	po := s.out[account]
+	if s.closing || s.complete || s.left == 0 || po == nil || s.connFor(account) != nil {
+		return
+	}
+	for _, ch := range append([]*outChannel{po.current, po.next}, po.old...) {
+		if ch == nil || ch.closed || ch.remaining() == 0 || po.checking[ch.id] {
+			continue
+		}
+		if po.checking == nil {
+			po.checking = make(map[string]bool)
+		}
+		po.checking[ch.id] = true
+		s.wg.Add(1)
+		go s.lookUp(account, po, ch, true)
 	}
 }
 

@@ -530,7 +530,7 @@ func (s *Session) Message(p engine.Peer, payload []byte) error {
 	case typePay:
 		return s.onPay(ps, m)
 	case typeInvoice:
-		s.onInvoice(ps)
+		s.onInvoice(ps, m)
 	case typeRefuse:
 		s.log.Warn("peer refuses service", "peer", ps.account, "code", m.Code, "reason", m.Reason)
 	case typeFailed:
@@ -602,13 +602,17 @@ func (s *Session) onAuth(ps *peerState, m message) error {
 func (s *Session) Closed(p engine.Peer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ps := s.peers[p.ConnID()]; ps != nil {
+	ps := s.peers[p.ConnID()]
+	if ps != nil {
 		ps.p = nil
 	}
 	// Forget connections that never authenticated; keep authenticated
 	// ones so pay-after-verify can still credit their account.
-	if ps := s.peers[p.ConnID()]; ps != nil && !ps.authed {
+	if ps != nil && !ps.authed {
 		delete(s.peers, p.ConnID())
+	}
+	if ps != nil && ps.authed && !s.closing && s.connFor(ps.account) == nil {
+		s.payeeGone(ps.account)
 	}
 	s.signalAwaited()
 }

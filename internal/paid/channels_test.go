@@ -14,6 +14,7 @@ import (
 	"github.com/floodgate-p2p/floodgate/internal/engine"
 	"github.com/floodgate-p2p/floodgate/internal/hashchain"
 	"github.com/floodgate-p2p/floodgate/internal/identity"
+	"github.com/floodgate-p2p/floodgate/internal/terms"
 	"github.com/floodgate-p2p/floodgate/internal/wire"
 )
 
@@ -838,9 +839,10 @@ func TestInvoiceForChannelValueRefillsAtOnce(t *testing.T) {
 				s.mu.Lock()
 				defer s.mu.Unlock()
 				if tc.next {
-					// The tiny one is paid on next; the low one's rest
-					// still backs us at the payee.
-					return po.current.id == "ch-tiny" && po.next != nil && slices.ContainsFunc(po.old, func(c *outChannel) bool { return c.id == "ch-low" })
+					// We stop paying on the tiny one (less left than
+					// the low one); its rest still backs us at the
+					// payee.
+					return po.current.id == "ch-low" && po.next != nil && po.next.id != "ch-tiny" && slices.ContainsFunc(po.old, func(c *outChannel) bool { return c.id == "ch-tiny" })
 				}
 				return po.opening || po.next != nil
 			}
@@ -852,5 +854,69 @@ func TestInvoiceForChannelValueRefillsAtOnce(t *testing.T) {
 			}
 			eventually(t, 2*time.Second, "a refill", refilled)
 		})
+	}
+}
+
+// A payee that invoices us for far more than we owe cannot have us lock
+// our balance with it: channels opened on an invoice's word alone keep
+// what we leave unspent with it within what is left to buy and the
+// residue it may count (review: 50 lying invoices locked 420,000 units).
+func TestLyingInvoicesLockLittle(t *testing.T) {
+	w := newFuzzWorld(t)
+	s := w.sess
+	t.Cleanup(func() { s.Close() })
+	payee := fuzzKey(3).AccountID()
+	s.mu.Lock()
+	s.left = 16 << 20
+	po := s.payee(payee)
+	po.current = &outChannel{id: "ch-first", length: 100, unit: 1, used: 64, expiry: fuzzNow.Add(time.Hour)}
+	s.locked = 100
+	s.tab.Received(payee, 64<<20/tPrice, tPrice)
+	s.tab.Paid(payee, 64)
+	leftValue, _ := terms.PriceFor(s.left, tPrice)
+	residue, _ := terms.PriceFor(shortResiduePieces*s.cfg.Torrent.Info.PieceLength, tPrice)
+	s.mu.Unlock()
+	for range 50 {
+		if err := s.Message(w.peer, message{Type: typeInvoice, Owed: 1 << 40, Paid: 64}.encode()); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 2*time.Second, "the open", func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return !po.opening
+		})
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if limit := leftValue + 1 + residue; po.unspent() > limit || s.locked > 64+limit {
+		t.Fatalf("%d units unspent with a lying payee (%d locked), want at most %d", po.unspent(), s.locked, limit)
+	}
+}
+
+// Money coming back retries a payee an open to which failed for want of
+// funds only if it is connected: one that left would get a channel it
+// never sees, locked until it expires (review).
+func TestFundsComingBackOpenNothingToAGonePayee(t *testing.T) {
+	s, _, closer := newSweepWorld(t, true, 60)
+	gone := fuzzKey(11).AccountID() // never connected
+	expiry := fuzzNow.Add(time.Hour)
+	s.mu.Lock()
+	s.left = 1 << 30
+	po := s.payee(closer)
+	ch := &outChannel{id: "ch-returning", length: 100, unit: 1, used: 60, expiry: expiry}
+	po.current = ch
+	s.locked = 100
+	s.tab.Received(closer, 60<<20/tPrice, tPrice)
+	s.tab.Paid(closer, 60)
+	pg := s.payee(gone)
+	pg.starved, pg.failed, pg.retryAt = true, 3, fuzzNow.Add(time.Minute)
+	s.tab.Received(gone, 10<<20/tPrice, tPrice)
+	s.lookUpExpired(expiry.Add(12 * time.Minute))
+	s.mu.Unlock()
+	awaitSettled(t, s, ch)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if pg.opening || pg.current != nil || !pg.starved {
+		t.Errorf("opening %v, a channel %v, starved %v: want no open to a payee that is gone, and it still starved", pg.opening, pg.current != nil, pg.starved)
 	}
 }

@@ -85,6 +85,25 @@ type payeeState struct {
 // maxOldChannels bounds payeeState.old.
 const maxOldChannels = 8
 
+// unspent is what our channels to the payee, not known to be closed,
+// have left: what we lock with it.
+func (po *payeeState) unspent() int64 {
+	var v int64
+	for _, ch := range append([]*outChannel{po.current, po.next}, po.old...) {
+		if ch != nil && !ch.closed {
+			v += ch.remaining() * ch.unit
+		}
+	}
+	return v
+}
+
+// shortResiduePieces is how many pieces' worth beyond what is left to buy
+// an uploader may count as unpaid that we never pay it (end-game copies
+// we got from others): what its credit window lets stand as residue (see
+// defaultCredit). Channels opened on an invoice's word alone (see
+// payeeState.short) keep what we lock with that uploader within it.
+const shortResiduePieces = 4
+
 // retire moves po's current channel to old and the next one up.
 func (po *payeeState) retire() {
 	po.keep(po.current)
@@ -374,7 +393,7 @@ func (s *Session) payVerified(account string) {
 // (payeeState.short): near the end of a purchase the early limit kept a
 // buyer whose pieces were in flight from refilling the origin's channel,
 // and the origin from sending them (emulate). Believing the claim risks
-// only a lock, within the buyer's other limits. s.mu is held.
+// only a lock, and within a bound (shortResiduePieces). s.mu is held.
 func (s *Session) onInvoice(ps *peerState, m message) {
 	if po := s.out[ps.account]; po != nil {
 		if s.tab.Due(ps.account) == 0 {
@@ -461,6 +480,9 @@ func (s *Session) ensureChannel(account string) {
 	if s.closing || !s.gateOpen || po.opening || (po.next != nil && !po.short) || now.Before(po.retryAt) {
 		return // (awaitGate asks again once the gate opens)
 	}
+	// byInvoice: only the payee's invoice (po.short) has us open this
+	// channel; the ordinary rules would not.
+	byInvoice := po.next != nil
 	price := s.cfg.Class.PricePerMiB
 	due := s.tab.Due(account)
 	leftValue, leftErr := terms.PriceFor(s.left, price) // what is left to buy
@@ -479,6 +501,8 @@ func (s *Session) ensureChannel(account string) {
 		switch {
 		case !quarterSpent && rem >= headroom:
 			return
+		case !quarterSpent && po.short:
+			byInvoice = true
 		case !quarterSpent:
 			forHeadroom = true
 		case headroom > 0 && rem >= headroom:
@@ -499,8 +523,11 @@ func (s *Session) ensureChannel(account string) {
 		// emulate a buyer whose other uploaders had left stalled so,
 		// held by the origin with its rest exactly what it counted as
 		// unpaid).
-		if leftErr == nil && !po.short && po.current.remaining() >= leftValue+1+due {
-			return
+		if leftErr == nil && po.current.remaining() >= leftValue+1+due {
+			if !po.short {
+				return
+			}
+			byInvoice = true
 		}
 	}
 	if (s.complete || s.left == 0) && due == 0 {
@@ -536,7 +563,7 @@ func (s *Session) ensureChannel(account string) {
 	// refill coverSlack), or a buyer whose balance just covers the
 	// purchase would find its money in channels to uploaders that have
 	// nothing (more) for it, and could not pay the ones that do.
-	early, rich := (forHeadroom && !po.short) || undelivered, s.rich()
+	early, rich := forHeadroom || undelivered, s.rich()
 	earlyLimit := int64(math.MaxInt64) // on unspent locks, this channel's included
 	if early && leftErr == nil {
 		earlyLimit = leftValue + s.dueTotal()
@@ -559,6 +586,19 @@ func (s *Session) ensureChannel(account string) {
 	value = max(value, due)
 	if early && (leftErr != nil || s.locked-s.tab.Spent()+value > earlyLimit) {
 		return
+	}
+	if byInvoice {
+		// Believe the invoice only so far: what we leave unspent with
+		// the payee stays within what is left to buy (plus one unit of
+		// fractions and what is due) and the residue the payee may
+		// count but we never pay (see shortResiduePieces). Otherwise a
+		// payee could have us lock our balance with invoices.
+		residue, err := terms.PriceFor(shortResiduePieces*s.cfg.Torrent.Info.PieceLength, price)
+		room := leftValue + 1 + due + residue - po.unspent()
+		if leftErr != nil || err != nil || room < 1 {
+			return
+		}
+		value = min(value, room)
 	}
 	if s.cfg.MaxSpend > 0 {
 		left := s.cfg.MaxSpend - s.locked
@@ -672,6 +712,7 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	po.opening = false
+	po.short = false // a payee still short invoices us again
 	if err != nil && po.undelivered {
 		// Nothing was locked: the place is free for another uploader
 		// (or this one, when it is tried again).
@@ -699,7 +740,7 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 		return
 	}
 	s.log.Debug("channel opened", "payee", account, "value", length, "took", time.Since(began))
-	po.failed, po.starved, po.short = 0, false, false
+	po.failed, po.starved = 0, false
 	if po.shrink > 0 {
 		po.shrink-- // funds may have come back (closed channels, earnings)
 	}
@@ -714,9 +755,15 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 	default:
 		// A third channel, for a payee short of channel value (see
 		// payeeState.short; the next one was small, opened while funds
-		// were short): we stop paying on the current one, but its rest
-		// still backs us at the payee, which closes it when it stops.
-		po.retire()
+		// were short). We stop paying on whichever of the two has less
+		// left: its rest still backs us at the payee, which closes it
+		// when it stops, and counts in what an invoice may have us lock
+		// with it.
+		if po.next.remaining() < po.current.remaining() {
+			po.keep(po.next)
+		} else {
+			po.retire()
+		}
 		po.next = ch
 	}
 	// Show every voucher at once: the payee counts all our channels as
@@ -835,12 +882,15 @@ func (s *Session) lookUp(account string, po *payeeState, ch *outChannel, unpromp
 // s.mu is held.
 func (s *Session) fundsBack() {
 	for account, po := range s.out {
+		if s.connFor(account) == nil {
+			continue // a gone payee is paid when it authenticates again
+		}
 		if po.starved {
 			po.starved = false
 			po.retryAt = time.Time{}
 			s.ensureChannel(account)
 		}
-		if s.tab.Due(account) > 0 && s.connFor(account) != nil {
+		if s.tab.Due(account) > 0 {
 			s.payOut(account)
 		}
 	}
@@ -861,7 +911,7 @@ var goneLookAfter = [...]time.Duration{2 * time.Second, 20 * time.Second}
 // payeeGone schedules lookUpGone for a payee whose last connection just
 // ended. s.mu is held.
 func (s *Session) payeeGone(account string) {
-	if s.out[account] == nil || s.complete || s.left == 0 {
+	if po := s.out[account]; po == nil || po.unspent() == 0 || s.complete || s.left == 0 {
 		return // nothing locked with it, or nothing more to buy
 	}
 	for _, after := range goneLookAfter {

@@ -85,12 +85,12 @@ type payeeState struct {
 // maxOldChannels bounds payeeState.old.
 const maxOldChannels = 8
 
-// unspent is what our channels to the payee, not known to be closed,
-// have left: what we lock with it.
-func (po *payeeState) unspent() int64 {
+// unspent is what our channels to the payee that still back us there
+// (not closed, not near expiry) have left.
+func (po *payeeState) unspent(now time.Time) int64 {
 	var v int64
 	for _, ch := range append([]*outChannel{po.current, po.next}, po.old...) {
-		if ch != nil && !ch.closed {
+		if ch.usable(now) {
 			v += ch.remaining() * ch.unit
 		}
 	}
@@ -593,8 +593,10 @@ func (s *Session) ensureChannel(account string) {
 		// fractions and what is due) and the residue the payee may
 		// count but we never pay (see shortResiduePieces). Otherwise a
 		// payee could have us lock our balance with invoices.
+		// All such opens together stay within the same bound over all
+		// payees: a few lying uploaders must not lock a small balance.
 		residue, err := terms.PriceFor(shortResiduePieces*s.cfg.Torrent.Info.PieceLength, price)
-		room := leftValue + 1 + due + residue - po.unspent()
+		room := min(leftValue+1+due+residue-po.unspent(now), leftValue+1+s.dueTotal()+residue-(s.locked-s.tab.Spent()))
 		if leftErr != nil || err != nil || room < 1 {
 			return
 		}
@@ -712,7 +714,6 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	po.opening = false
-	po.short = false // a payee still short invoices us again
 	if err != nil && po.undelivered {
 		// Nothing was locked: the place is free for another uploader
 		// (or this one, when it is tried again).
@@ -725,9 +726,10 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 		s.locked -= length
 		po.shrink++
 		s.payErr = fmt.Errorf("paid: open channel to %s: %w", account, err)
-		s.ensureChannel(account)
+		s.ensureChannel(account) // (short still stands for the smaller try)
 		return
 	}
+	po.short = false // a payee still short invoices us again
 	if err != nil {
 		s.locked -= length
 		po.failed++
@@ -882,12 +884,17 @@ func (s *Session) lookUp(account string, po *payeeState, ch *outChannel, unpromp
 // s.mu is held.
 func (s *Session) fundsBack() {
 	for account, po := range s.out {
+		starved := po.starved
+		if starved {
+			// Without the back-off a gone one gets its channel as soon
+			// as it authenticates again.
+			po.starved = false
+			po.retryAt = time.Time{}
+		}
 		if s.connFor(account) == nil {
 			continue // a gone payee is paid when it authenticates again
 		}
-		if po.starved {
-			po.starved = false
-			po.retryAt = time.Time{}
+		if starved {
 			s.ensureChannel(account)
 		}
 		if s.tab.Due(account) > 0 {
@@ -911,7 +918,7 @@ var goneLookAfter = [...]time.Duration{2 * time.Second, 20 * time.Second}
 // payeeGone schedules lookUpGone for a payee whose last connection just
 // ended. s.mu is held.
 func (s *Session) payeeGone(account string) {
-	if po := s.out[account]; po == nil || po.unspent() == 0 || s.complete || s.left == 0 {
+	if po := s.out[account]; po == nil || po.unspent(s.cfg.Now()) == 0 || s.complete || s.left == 0 {
 		return // nothing locked with it, or nothing more to buy
 	}
 	for _, after := range goneLookAfter {

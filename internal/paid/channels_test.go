@@ -681,23 +681,8 @@ func TestOldChannelWithValueLeftIsKeptForItsLookup(t *testing.T) {
 // not after its back-off: it may be holding us until we pay it (a swarm
 // of buyers holding twice the price stalled that way).
 func TestFundsComingBackRetryAStarvedPayee(t *testing.T) {
-	s, _, closer := newSweepWorld(t, true, 60)
 	starved := fuzzKey(3).AccountID() // the connected peer
-	expiry := fuzzNow.Add(time.Hour)
-	s.mu.Lock()
-	s.left = 1 << 30
-	po := s.payee(closer)
-	ch := &outChannel{id: "ch-returning", length: 100, unit: 1, used: 60, expiry: expiry}
-	po.current = ch
-	s.locked = 100
-	s.tab.Received(closer, 60<<20/tPrice, tPrice)
-	s.tab.Paid(closer, 60)
-	ps := s.payee(starved)
-	ps.starved, ps.failed, ps.retryAt = true, 3, fuzzNow.Add(time.Minute)
-	s.tab.Received(starved, 10<<20/tPrice, tPrice)
-	s.lookUpExpired(expiry.Add(12 * time.Minute))
-	s.mu.Unlock()
-	awaitSettled(t, s, ch)
+	s, ps := starvedWhenFundsComeBack(t, starved)
 	eventually(t, 2*time.Second, "a channel to the starved payee", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -705,25 +690,60 @@ func TestFundsComingBackRetryAStarvedPayee(t *testing.T) {
 	})
 }
 
+// paidSixty gives s (s.mu held) a current channel of 100 units called id
+// to account, 60 of them paid for 60 units received, all 100 locked.
+func paidSixty(s *Session, account, id string) (*payeeState, *outChannel) {
+	po := s.payee(account)
+	ch := &outChannel{id: id, length: 100, unit: 1, used: 60, expiry: fuzzNow.Add(time.Hour)}
+	po.current = ch
+	s.locked += 100
+	s.tab.Received(account, 60<<20/tPrice, tPrice)
+	s.tab.Paid(account, 60)
+	return po, ch
+}
+
+// starvedWhenFundsComeBack has a payee of s (connected or not) starved of
+// funds when another payee's channel, which the broker closed with 40
+// units left, is looked up; it returns once that lookup settled.
+func starvedWhenFundsComeBack(t *testing.T, starved string) (*Session, *payeeState) {
+	s, _, closer := newSweepWorld(t, true, 60)
+	s.mu.Lock()
+	s.left = 1 << 30
+	_, ch := paidSixty(s, closer, "ch-returning")
+	ps := s.payee(starved)
+	ps.starved, ps.failed, ps.retryAt = true, 3, fuzzNow.Add(time.Minute)
+	s.tab.Received(starved, 10<<20/tPrice, tPrice)
+	s.lookUpExpired(ch.expiry.Add(12 * time.Minute))
+	s.mu.Unlock()
+	awaitSettled(t, s, ch)
+	return s, ps
+}
+
+// closedByPeerWorld is a fuzz world buying a lot, whose broker answers
+// every lookup: a channel of ours to the connected peer (the payee
+// returned), closed at index 60. The session is closed when the test
+// ends.
+func closedByPeerWorld(t *testing.T) (*fuzzWorld, *sweepBroker, string) {
+	w := newFuzzWorld(t)
+	t.Cleanup(func() { w.sess.Close() })
+	payee := fuzzKey(3).AccountID()
+	b := &sweepBroker{fakeBroker: w.sess.cfg.Broker.(fakeBroker), closed: true, redeemed: 60, payee: payee}
+	w.sess.mu.Lock()
+	w.sess.cfg.Broker = b
+	w.sess.left = 1 << 30
+	w.sess.mu.Unlock()
+	return w, b, payee
+}
+
 // A channel its payee closed while we owed it nothing is not replaced at
 // once (a leecher closes the channels of payers that want nothing from
 // it, so that money can go where it is needed), but as soon as the payee
 // delivers again.
 func TestClosedChannelIsReplacedOnlyWhenNeeded(t *testing.T) {
-	w := newFuzzWorld(t)
+	w, _, payee := closedByPeerWorld(t)
 	s := w.sess
-	t.Cleanup(func() { s.Close() })
-	payee := fuzzKey(3).AccountID()
-	b := &sweepBroker{fakeBroker: s.cfg.Broker.(fakeBroker), closed: true, redeemed: 60, payee: payee}
 	s.mu.Lock()
-	s.cfg.Broker = b
-	s.left = 1 << 30
-	po := s.payee(payee)
-	ch := &outChannel{id: "ch-closed-by-payee", length: 100, unit: 1, used: 60, expiry: fuzzNow.Add(time.Hour)}
-	po.current = ch
-	s.locked = 100
-	s.tab.Received(payee, 60<<20/tPrice, tPrice)
-	s.tab.Paid(payee, 60)
+	po, ch := paidSixty(s, payee, "ch-closed-by-payee")
 	s.mu.Unlock()
 	if err := s.Message(w.peer, message{Type: typeClosed, Channel: ch.id, Index: 60}.encode()); err != nil {
 		t.Fatal(err)
@@ -751,23 +771,13 @@ func TestClosedChannelIsReplacedOnlyWhenNeeded(t *testing.T) {
 func TestChannelsToAPayeeThatLeftAreLookedUp(t *testing.T) {
 	for _, buying := range []bool{true, false} {
 		t.Run(fmt.Sprint("buying=", buying), func(t *testing.T) {
-			w := newFuzzWorld(t)
+			w, b, payee := closedByPeerWorld(t)
 			s := w.sess
-			t.Cleanup(func() { s.Close() })
-			payee := fuzzKey(3).AccountID()
-			b := &sweepBroker{fakeBroker: s.cfg.Broker.(fakeBroker), closed: true, redeemed: 60, payee: payee}
 			s.mu.Lock()
-			s.cfg.Broker = b
-			s.left = 1 << 30
 			if !buying {
 				s.left = 0
 			}
-			po := s.payee(payee)
-			ch := &outChannel{id: "ch-of-a-leaver", length: 100, unit: 1, used: 60, expiry: fuzzNow.Add(time.Hour)}
-			po.current = ch
-			s.locked = 100
-			s.tab.Received(payee, 60<<20/tPrice, tPrice)
-			s.tab.Paid(payee, 60)
+			_, ch := paidSixty(s, payee, "ch-of-a-leaver")
 			s.mu.Unlock()
 			s.Closed(w.peer)
 			if !buying {
@@ -897,23 +907,7 @@ func TestLyingInvoicesLockLittle(t *testing.T) {
 // funds only if it is connected: one that left would get a channel it
 // never sees, locked until it expires (review).
 func TestFundsComingBackOpenNothingToAGonePayee(t *testing.T) {
-	s, _, closer := newSweepWorld(t, true, 60)
-	gone := fuzzKey(11).AccountID() // never connected
-	expiry := fuzzNow.Add(time.Hour)
-	s.mu.Lock()
-	s.left = 1 << 30
-	po := s.payee(closer)
-	ch := &outChannel{id: "ch-returning", length: 100, unit: 1, used: 60, expiry: expiry}
-	po.current = ch
-	s.locked = 100
-	s.tab.Received(closer, 60<<20/tPrice, tPrice)
-	s.tab.Paid(closer, 60)
-	pg := s.payee(gone)
-	pg.starved, pg.failed, pg.retryAt = true, 3, fuzzNow.Add(time.Minute)
-	s.tab.Received(gone, 10<<20/tPrice, tPrice)
-	s.lookUpExpired(expiry.Add(12 * time.Minute))
-	s.mu.Unlock()
-	awaitSettled(t, s, ch)
+	s, pg := starvedWhenFundsComeBack(t, fuzzKey(11).AccountID()) // never connected
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if pg.opening || pg.current != nil || !pg.retryAt.IsZero() {

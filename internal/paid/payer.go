@@ -30,6 +30,8 @@ type outChannel struct {
 	// lookAgain: when to ask the broker next whether the channel, past
 	// its expiry, was closed by the broker's sweep (see lookUpExpired).
 	lookAgain time.Time
+	// byInvoice: opened on a payee's invoice alone (payeeState.short).
+	byInvoice bool
 }
 
 func (c *outChannel) remaining() int64 { return c.length - c.used }
@@ -92,6 +94,21 @@ func (po *payeeState) unspent(now time.Time) int64 {
 	for _, ch := range append([]*outChannel{po.current, po.next}, po.old...) {
 		if ch.usable(now) {
 			v += ch.remaining() * ch.unit
+		}
+	}
+	return v
+}
+
+// invoiceLocked is what the channels opened on invoices alone (see
+// payeeState.short), to every payee, have left or are being opened
+// with. s.mu is held.
+func (s *Session) invoiceLocked(now time.Time) int64 {
+	v := s.invoiceOpening
+	for _, po := range s.out {
+		for _, ch := range append([]*outChannel{po.current, po.next}, po.old...) {
+			if ch.usable(now) && ch.byInvoice {
+				v += ch.remaining() * ch.unit
+			}
 		}
 	}
 	return v
@@ -593,10 +610,12 @@ func (s *Session) ensureChannel(account string) {
 		// fractions and what is due) and the residue the payee may
 		// count but we never pay (see shortResiduePieces). Otherwise a
 		// payee could have us lock our balance with invoices.
-		// All such opens together stay within the same bound over all
-		// payees: a few lying uploaders must not lock a small balance.
+		// What all payees' invoices had us open stays within the same
+		// bound: a few lying uploaders must not lock a small balance.
+		// (Not all our locks: a small balance is mostly locked in first
+		// channels to other uploaders, and the buyer stalled.)
 		residue, err := terms.PriceFor(shortResiduePieces*s.cfg.Torrent.Info.PieceLength, price)
-		room := min(leftValue+1+due+residue-po.unspent(now), leftValue+1+s.dueTotal()+residue-(s.locked-s.tab.Spent()))
+		room := min(leftValue+1+due+residue-po.unspent(now), leftValue+1+s.dueTotal()+residue-s.invoiceLocked(now))
 		if leftErr != nil || err != nil || room < 1 {
 			return
 		}
@@ -617,8 +636,11 @@ func (s *Session) ensureChannel(account string) {
 		s.undelivered++
 	}
 	s.locked += value
+	if byInvoice {
+		s.invoiceOpening += value
+	}
 	s.wg.Add(1)
-	go s.open(account, po, value)
+	go s.open(account, po, value, byInvoice)
 }
 
 // payee returns what we know of paying account, new if need be. s.mu is
@@ -693,7 +715,7 @@ func (s *Session) dueTotal() int64 {
 }
 
 // open asks the broker for a channel; it runs without s.mu.
-func (s *Session) open(account string, po *payeeState, length int64) {
+func (s *Session) open(account string, po *payeeState, length int64, byInvoice bool) {
 	defer s.wg.Done()
 	var seed [32]byte
 	if _, err := rand.Read(seed[:]); err != nil {
@@ -714,6 +736,9 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	po.opening = false
+	if byInvoice {
+		s.invoiceOpening -= length
+	}
 	if err != nil && po.undelivered {
 		// Nothing was locked: the place is free for another uploader
 		// (or this one, when it is tried again).
@@ -747,7 +772,7 @@ func (s *Session) open(account string, po *payeeState, length int64) {
 		po.shrink-- // funds may have come back (closed channels, earnings)
 	}
 	po.grant = min(s.cfg.ChannelValue, 4*max(po.grant, length))
-	ch := &outChannel{id: v.Channel, chain: chain, length: chain.Length(), voucherBytes: vb, unit: v.Unit, expiry: v.Expiry}
+	ch := &outChannel{id: v.Channel, chain: chain, length: chain.Length(), voucherBytes: vb, unit: v.Unit, expiry: v.Expiry, byInvoice: byInvoice}
 	switch {
 	case !po.current.usable(s.cfg.Now()):
 		po.keep(po.current)

@@ -159,6 +159,9 @@ type Session struct {
 	tab    *credit.Tab
 	out    map[string]*payeeState // by payee account
 	locked int64                  // units locked in our open channels
+	// invoiceOpening: units of channels being opened on an invoice's
+	// word alone (see invoiceLocked).
+	invoiceOpening int64
 	// undelivered counts payees holding a channel we opened before
 	// they delivered anything (at most maxUndelivered).
 	undelivered int

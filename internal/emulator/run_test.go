@@ -163,3 +163,37 @@ func TestMinWindowRate(t *testing.T) {
 		}
 	}
 }
+
+// Ten buyers holding the default twice the price, four of which finish
+// and leave at once while six more arrive: a buyer's small balance sits
+// mostly in first channels to the others, some of which leave without
+// being able to say they closed them, and the origin, counting end-game
+// copies the buyer got elsewhere, holds it for channel value. Nobody may
+// stall (before the payee lookups and invoiced refills, 1 run in 12 of a
+// larger version of this swarm did, and others took half as long again
+// as unpaid), everyone pays for what it got, and the ledger balances.
+func TestSmallBalancesInAChurningSwarm(t *testing.T) {
+	sc := smallScenario(true)
+	sc.Size, sc.PieceLength, sc.OriginUpload = 12<<20, 256<<10, 6<<20
+	sc.Classes = []terms.Class{{Name: "std", PricePerMiB: 10}}
+	sc.Groups = []Group{
+		{Name: "early", Count: 4, Upload: 3 << 20, Class: "std"},
+		{Name: "late", Count: 6, Upload: 2 << 20, ArriveFrom: 1500 * time.Millisecond, ArriveTo: 1500 * time.Millisecond, Linger: time.Second, Class: "std"},
+	}
+	rep, err := Run(context.Background(), sc, Options{TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.TimedOut || rep.Stalled != 0 || rep.Classes["std"].Completed != 10 {
+		t.Fatalf("report: timed out %v, stalled %d, completed %d", rep.TimedOut, rep.Stalled, rep.Classes["std"].Completed)
+	}
+	if !rep.Ledger.Conserved {
+		t.Fatalf("ledger: %+v", rep.Ledger)
+	}
+	// A late buyer pays a unit less than the exact value per uploader at
+	// most, and nothing for blocks of an early peer that left before
+	// their pieces verified (pay after verify: 104 to 119 of 120 with the
+	// session-start code as now).
+	full, _ := terms.PriceFor(sc.Size, 10)
+	checkPayments(t, rep, full, full/6)
+}

@@ -1006,7 +1006,7 @@ func TestInvoicedOpenIgnoresOrdinaryLocks(t *testing.T) {
 	t.Cleanup(func() { s.Close() })
 	payee := fuzzKey(3).AccountID()
 	s.mu.Lock()
-	s.left = 1 << 10 // 1 unit: the current channel's rest covers it, by our count
+	s.left = 1 << 10   // 1 unit: the current channel's rest covers it, by our count
 	for i := range 8 { // 8 × 400 units unspent with others
 		other := s.payee(fuzzKey(byte(30 + i)).AccountID())
 		other.current = &outChannel{id: fmt.Sprint("ch-other-", i), length: 400, unit: 1, expiry: fuzzNow.Add(time.Hour)}

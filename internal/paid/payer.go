@@ -101,12 +101,15 @@ func (po *payeeState) unspent(now time.Time) int64 {
 
 // invoiceLocked is what the channels opened on invoices alone (see
 // payeeState.short), to every payee, have left or are being opened
-// with. s.mu is held.
-func (s *Session) invoiceLocked(now time.Time) int64 {
+// with: until the broker has them closed, expired or not, since their
+// rest stays locked until then (review: counting only channels we still
+// pay on let lying payees lock the bound again 50 minutes on). s.mu is
+// held.
+func (s *Session) invoiceLocked() int64 {
 	v := s.invoiceOpening
 	for _, po := range s.out {
 		for _, ch := range append([]*outChannel{po.current, po.next}, po.old...) {
-			if ch.usable(now) && ch.byInvoice {
+			if ch != nil && ch.byInvoice && !ch.closed {
 				v += ch.remaining() * ch.unit
 			}
 		}
@@ -615,7 +618,7 @@ func (s *Session) ensureChannel(account string) {
 		// (Not all our locks: a small balance is mostly locked in first
 		// channels to other uploaders, and the buyer stalled.)
 		residue, err := terms.PriceFor(shortResiduePieces*s.cfg.Torrent.Info.PieceLength, price)
-		room := min(leftValue+1+due+residue-po.unspent(now), leftValue+1+s.dueTotal()+residue-s.invoiceLocked(now))
+		room := min(leftValue+1+due+residue-po.unspent(now), leftValue+1+s.dueTotal()+residue-s.invoiceLocked())
 		if leftErr != nil || err != nil || room < 1 {
 			return
 		}

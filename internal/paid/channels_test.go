@@ -675,6 +675,23 @@ func TestOldChannelWithValueLeftIsKeptForItsLookup(t *testing.T) {
 	}
 }
 
+// Old channels with value left are never forgotten, however many: what
+// they have left counts as locked until a lookup settles them, and a
+// forgotten one would count until the session ends (review).
+func TestOldChannelsWithValueLeftAreAllKept(t *testing.T) {
+	var po payeeState
+	for i := range maxOldChannels + 3 {
+		po.keep(&outChannel{id: fmt.Sprint("ch-", i), length: 10, unit: 1, used: 5})
+	}
+	if len(po.old) != maxOldChannels+3 {
+		t.Fatalf("%d old channels kept, want all %d", len(po.old), maxOldChannels+3)
+	}
+	po.keep(&outChannel{id: "ch-spent", length: 10, unit: 1, used: 10})
+	if len(po.old) != maxOldChannels+3 || slices.ContainsFunc(po.old, func(c *outChannel) bool { return c.id == "ch-spent" }) {
+		t.Fatalf("a spent channel was kept past maxOldChannels while others have value left")
+	}
+}
+
 // A payee we could not open even the smallest channel to, for want of
 // funds (the rest locked in channels to uploaders with nothing more for
 // us), is tried again as soon as a channel closes and gives money back,

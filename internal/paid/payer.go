@@ -131,10 +131,13 @@ func (po *payeeState) retire() {
 }
 
 // keep remembers c, a channel we stop paying on, in po.old. Past
-// maxOldChannels one is forgotten: a closed one if any (it is settled),
-// else the one with the least value left unspent, the oldest of those,
-// since what it has left is what a later lookup (lookUpExpired) would
-// return to us.
+// maxOldChannels the oldest one that is closed (settled) or spent to the
+// end (nothing of ours left in it) is forgotten. One with value left is
+// never forgotten: what it has left counts in locked until a lookup
+// (lookUpExpired, lookUpGone) or the payee's "closed" settles it, and a
+// forgotten one would count until the session ends (review). Such
+// channels are few: each is a refill or an invoiced open, and with its
+// chain dropped it costs a few dozen bytes.
 func (po *payeeState) keep(c *outChannel) {
 	if c == nil {
 		return
@@ -144,17 +147,9 @@ func (po *payeeState) keep(c *outChannel) {
 	if len(po.old) <= maxOldChannels {
 		return
 	}
-	drop := 0
-	for i, o := range po.old {
-		if o.closed {
-			drop = i
-			break
-		}
-		if o.remaining() < po.old[drop].remaining() {
-			drop = i
-		}
+	if drop := slices.IndexFunc(po.old, func(o *outChannel) bool { return o.closed || o.remaining() == 0 }); drop >= 0 {
+		po.old = slices.Delete(po.old, drop, drop+1)
 	}
-	po.old = slices.Delete(po.old, drop, drop+1)
 }
 
 // Payments for verified pieces are batched: every payment message costs

@@ -1063,3 +1063,52 @@ func TestInvoicedOpenIgnoresOrdinaryLocks(t *testing.T) {
 		return po.next != nil
 	})
 }
+
+// gatedBroker answers the first channel lookup "open", once release is
+// closed, and every later one "closed at index 60".
+type gatedBroker struct {
+	fakeBroker
+	payee   string
+	release chan struct{}
+	mu      sync.Mutex
+	calls   int
+}
+
+func (b *gatedBroker) Channel(_ context.Context, id string) (ChannelState, error) {
+	b.mu.Lock()
+	b.calls++
+	first := b.calls == 1
+	b.mu.Unlock()
+	if first {
+		<-b.release
+		return ChannelState{Payer: b.payer, Payee: b.payee}, nil
+	}
+	return ChannelState{Payer: b.payer, Payee: b.payee, Redeemed: 60, Closed: true}, nil
+}
+
+// A payee's "closed" that arrives while our own lookup of that channel is
+// on its way is not lost when the lookup (answered before the close)
+// finds the channel open: we ask again (it used to wait for the next
+// expiry lookup, 11 minutes on).
+func TestClosedHeardDuringOurLookupIsNotLost(t *testing.T) {
+	w := newFuzzWorld(t)
+	s := w.sess
+	t.Cleanup(func() { s.Close() })
+	payee := fuzzKey(3).AccountID()
+	b := &gatedBroker{fakeBroker: s.cfg.Broker.(fakeBroker), payee: payee, release: make(chan struct{})}
+	s.mu.Lock()
+	s.cfg.Broker = b
+	_, ch := paidSixty(s, payee, "ch-crossing")
+	s.lookUpExpired(ch.expiry.Add(12 * time.Minute)) // our lookup, held at the broker
+	s.mu.Unlock()
+	if err := s.Message(w.peer, message{Type: typeClosed, Channel: ch.id, Index: 60}.encode()); err != nil {
+		t.Fatal(err)
+	}
+	close(b.release)
+	awaitSettled(t, s, ch)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.locked != 60 {
+		t.Errorf("%d units locked, want the 60 redeemed", s.locked)
+	}
+}

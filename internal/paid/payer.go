@@ -76,8 +76,13 @@ type payeeState struct {
 	// undelivered: our channel was opened before it delivered anything;
 	// it holds one of maxUndelivered places until it delivers.
 	undelivered bool
-	// checking: channels the payee says it closed, being looked up.
+	// checking: channels being looked up at the broker (the payee says
+	// it closed them, or we ask on our own).
 	checking map[string]bool
+	// closedHeard: channels the payee said it closed while our own
+	// lookup of them was on its way; if that lookup finds them open,
+	// they are looked up again (see lookUp).
+	closedHeard map[string]bool
 	// old: the last channels we stopped paying on (spent, or near
 	// expiry), newest last: a payee may close one before our last
 	// payments on it arrive, and tell us so afterwards.
@@ -806,7 +811,7 @@ func (s *Session) open(account string, po *payeeState, length int64, byInvoice b
 // s.mu is held.
 func (s *Session) onClosed(ps *peerState, m message) {
 	po := s.out[ps.account]
-	if s.closing || po == nil || po.checking[m.Channel] {
+	if s.closing || po == nil {
 		return
 	}
 	var ch *outChannel
@@ -817,6 +822,15 @@ func (s *Session) onClosed(ps *peerState, m message) {
 	}
 	if ch == nil || ch.closed {
 		return // not ours (or long gone), or settled already
+	}
+	if po.checking[ch.id] {
+		// Our own lookup may have been answered before the close: if
+		// it finds the channel open, it asks again.
+		if po.closedHeard == nil {
+			po.closedHeard = make(map[string]bool)
+		}
+		po.closedHeard[ch.id] = true
+		return
 	}
 	if po.checking == nil {
 		po.checking = make(map[string]bool)
@@ -848,6 +862,8 @@ func (s *Session) lookUp(account string, po *payeeState, ch *outChannel, unpromp
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(po.checking, ch.id)
+	heard := po.closedHeard[ch.id]
+	delete(po.closedHeard, ch.id)
 	inconsistent := st.Payer != s.account || st.Payee != account || st.Redeemed > ch.used
 	switch {
 	case err != nil:
@@ -856,6 +872,12 @@ func (s *Session) lookUp(account string, po *payeeState, ch *outChannel, unpromp
 	case unprompted && (!st.Closed || inconsistent):
 		if inconsistent {
 			s.log.Warn("the broker's answer about our channel does not match it", "payee", account, "channel", ch.id)
+		}
+		if heard && !s.closing {
+			// The payee said "closed" meanwhile: ask again, on its word.
+			po.checking[ch.id] = true
+			s.wg.Add(1)
+			go s.lookUp(account, po, ch, false)
 		}
 		return // not closed yet
 	case !st.Closed || inconsistent:

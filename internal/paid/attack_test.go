@@ -709,7 +709,12 @@ func TestAttackJunkSenderReturnsUnderANewPeerID(t *testing.T) {
 
 func TestAttackFakeUploadersLockTheDownloadersFunds(t *testing.T) {
 	s := newSwarm(t, tSize)
-	seeder := s.start(peerOpts{seed: true, acct: s.account(0)})
+	// The seeder cuts off debt that stops shrinking after the default
+	// 30 s, not the tests' 1 s: pieces whose blocks were asked of the
+	// fakes cannot verify, so the buyer cannot pay the seeder's blocks of
+	// them until the fakes are snubbed (20 s), and with 1 s the seeder
+	// refused the honest buyer (1 run in 72 under load).
+	seeder := s.start(peerOpts{seed: true, acct: s.account(0), overdue: 30 * time.Second})
 	var lns []net.Listener
 	var addrs []netip.AddrPort
 	for i := 0; i < 4; i++ {
@@ -727,7 +732,9 @@ func TestAttackFakeUploadersLockTheDownloadersFunds(t *testing.T) {
 		f.pump(500*time.Millisecond, nil)
 	}
 	leech.tor.AddPeers(seeder.addr())
-	pumpUntilDone(t, fakes[0], leech, 15*time.Second)
+	// Blocks asked of the fakes go elsewhere in the end game, or once
+	// the fakes are snubbed: past the 15 s this waited before.
+	pumpUntilDone(t, fakes[0], leech, 40*time.Second)
 }
 
 func TestAttackRequestFlood(t *testing.T) {

@@ -26,7 +26,7 @@ type outChannel struct {
 	unit         int64
 	used         int64 // highest index revealed
 	expiry       time.Time
-	closed       bool // the broker has it closed, and we settled up (retireClosed)
+	closed       bool // the broker has it closed, and we settled up (lookUp)
 	// lookAgain: when to ask the broker next whether the channel, past
 	// its expiry, was closed by the broker's sweep (see lookUpExpired).
 	lookAgain time.Time
@@ -92,11 +92,17 @@ type payeeState struct {
 // maxOldChannels bounds payeeState.old.
 const maxOldChannels = 8
 
+// channels lists all our channels to the payee: the current one, the
+// next one (either may be nil) and the old ones.
+func (po *payeeState) channels() []*outChannel {
+	return append([]*outChannel{po.current, po.next}, po.old...)
+}
+
 // unspent is what our channels to the payee that still back us there
 // (not closed, not near expiry) have left.
 func (po *payeeState) unspent(now time.Time) int64 {
 	var v int64
-	for _, ch := range append([]*outChannel{po.current, po.next}, po.old...) {
+	for _, ch := range po.channels() {
 		if ch.usable(now) {
 			v += ch.remaining() * ch.unit
 		}
@@ -113,7 +119,7 @@ func (po *payeeState) unspent(now time.Time) int64 {
 func (s *Session) invoiceLocked() int64 {
 	v := s.invoiceOpening
 	for _, po := range s.out {
-		for _, ch := range append([]*outChannel{po.current, po.next}, po.old...) {
+		for _, ch := range po.channels() {
 			if ch != nil && ch.byInvoice && !ch.closed {
 				v += ch.remaining() * ch.unit
 			}
@@ -815,7 +821,7 @@ func (s *Session) onClosed(ps *peerState, m message) {
 		return
 	}
 	var ch *outChannel
-	for _, c := range append([]*outChannel{po.current, po.next}, po.old...) {
+	for _, c := range po.channels() {
 		if c != nil && c.id == m.Channel {
 			ch = c
 		}
@@ -832,25 +838,25 @@ func (s *Session) onClosed(ps *peerState, m message) {
 		po.closedHeard[ch.id] = true
 		return
 	}
+	s.startLookUp(ps.account, po, ch, false)
+}
+
+// startLookUp marks ch as being looked up and runs lookUp in the
+// background. s.mu is held.
+func (s *Session) startLookUp(account string, po *payeeState, ch *outChannel, unprompted bool) {
 	if po.checking == nil {
 		po.checking = make(map[string]bool)
 	}
 	po.checking[ch.id] = true
 	s.wg.Add(1)
-	go s.retireClosed(ps.account, po, ch)
+	go s.lookUp(account, po, ch, unprompted)
 }
 
-// retireClosed looks ch up at the broker and, if it is closed, stops
-// using it: what the broker gave back is no longer locked, and what we
-// paid on it beyond the index it was redeemed to (payments that crossed
-// the payee's close, or reached a payee that had restarted) is due again,
-// on another channel. It runs without s.mu.
-func (s *Session) retireClosed(account string, po *payeeState, ch *outChannel) {
-	s.lookUp(account, po, ch, false)
-}
-
-// lookUp asks the broker about ch and, if it is closed, settles up as
-// retireClosed says. With unprompted false the payee told us it closed
+// lookUp asks the broker about ch and, if it is closed, stops using it:
+// what the broker gave back is no longer locked, and what we paid on it
+// beyond the index it was redeemed to (payments that crossed the payee's
+// close, or reached a payee that had restarted) is due again, on another
+// channel. With unprompted false the payee told us it closed
 // ch, and a claim the broker contradicts drops the payee; with unprompted
 // true we ask on our own, about a channel long past its expiry (see
 // lookUpExpired), which the broker's sweep may not have closed yet, or
@@ -875,9 +881,7 @@ func (s *Session) lookUp(account string, po *payeeState, ch *outChannel, unpromp
 		}
 		if heard && !s.closing {
 			// The payee said "closed" meanwhile: ask again, on its word.
-			po.checking[ch.id] = true
-			s.wg.Add(1)
-			go s.lookUp(account, po, ch, false)
+			s.startLookUp(account, po, ch, false)
 		}
 		return // not closed yet
 	case !st.Closed || inconsistent:
@@ -982,16 +986,11 @@ func (s *Session) lookUpGone(account string) {
 	if s.closing || s.complete || s.left == 0 || po == nil || s.connFor(account) != nil {
 		return
 	}
-	for _, ch := range append([]*outChannel{po.current, po.next}, po.old...) {
+	for _, ch := range po.channels() {
 		if ch == nil || ch.closed || ch.remaining() == 0 || po.checking[ch.id] {
 			continue
 		}
-		if po.checking == nil {
-			po.checking = make(map[string]bool)
-		}
-		po.checking[ch.id] = true
-		s.wg.Add(1)
-		go s.lookUp(account, po, ch, true)
+		s.startLookUp(account, po, ch, true)
 	}
 }
 
@@ -1011,17 +1010,12 @@ func (s *Session) lookUpExpired(now time.Time) {
 		return
 	}
 	for account, po := range s.out {
-		for _, ch := range append([]*outChannel{po.current, po.next}, po.old...) {
+		for _, ch := range po.channels() {
 			if ch == nil || ch.closed || po.checking[ch.id] || now.Before(ch.expiry.Add(expiredLookAfter)) || now.Before(ch.lookAgain) {
 				continue
 			}
 			ch.lookAgain = now.Add(expiredLookAfter)
-			if po.checking == nil {
-				po.checking = make(map[string]bool)
-			}
-			po.checking[ch.id] = true
-			s.wg.Add(1)
-			go s.lookUp(account, po, ch, true)
+			s.startLookUp(account, po, ch, true)
 		}
 	}
 }

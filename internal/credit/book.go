@@ -304,9 +304,7 @@ func (b *Book) MayServe(account string, blockBytes, pricePerMiB int64, now time.
 		a = &entry{}
 	}
 	switch {
-	case a.blocked:
-		return Refuse
-	case b.cfg.PaymentTimeout > 0 && b.overdue(a, now, b.cfg.PaymentTimeout):
+	case b.refuses(a, now):
 		return Refuse
 	case pricePerMiB == 0:
 		return Serve
@@ -318,6 +316,22 @@ func (b *Book) MayServe(account string, blockBytes, pricePerMiB int64, now time.
 		return Wait
 	}
 	return Serve
+}
+
+// Refuses reports whether MayServe refuses the account whatever the
+// block: it is blocked, overdue (with a PaymentTimeout) or not a valid
+// account name. It changes nothing.
+func (b *Book) Refuses(account string, now time.Time) bool {
+	if checkAccount(account) != nil {
+		return true
+	}
+	a := b.find(account)
+	return a != nil && b.refuses(a, now)
+}
+
+// refuses is Refuses for an account's entry.
+func (b *Book) refuses(a *entry, now time.Time) bool {
+	return a.blocked || (b.cfg.PaymentTimeout > 0 && b.overdue(a, now, b.cfg.PaymentTimeout))
 }
 
 // Served records that a block of blockBytes was sent to account at

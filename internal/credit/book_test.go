@@ -251,6 +251,13 @@ func TestMayServe(t *testing.T) {
 			if got := b.MayServe(tc.acct, bytes, p, now); got != tc.want {
 				t.Fatalf("MayServe = %v, want %v (status %+v, exposure %d)", got, tc.want, b.Status(tc.acct), b.Exposure())
 			}
+			// Refuses answers for the account, whatever the block: as
+			// MayServe does but for a bad block or price.
+			if !tc.empty && p >= 0 {
+				if got := b.Refuses(tc.acct, now); got != (tc.want == Refuse) {
+					t.Fatalf("Refuses = %v where MayServe says %v", got, tc.want)
+				}
+			}
 		})
 	}
 }

@@ -443,7 +443,7 @@ func (pc *peerConn) onRequest(m wire.Message) error {
 		pc.reject(b)
 		return nil
 	}
-	if t.pay != nil && t.pay.Serve(pc, int(b.Length)) == Refuse {
+	if t.pay != nil && t.pay.Refuses(pc) {
 		pc.reject(b)
 		return nil
 	}

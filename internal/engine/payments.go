@@ -75,9 +75,13 @@ type Payments interface {
 	// Message handles one Floodgate extension message from p. An error
 	// closes the connection.
 	Message(p Peer, payload []byte) error
-	// Serve is asked when p requests a block of n bytes: Refuse rejects
-	// the request, Hold queues it. Whether a queued block is sent is
-	// Charge's to say.
+	// Refuses is asked when p requests a block: true rejects the request
+	// (p is not to be served at all), false queues it. Whether a queued
+	// block is sent is Charge's to say.
+	Refuses(p Peer) bool
+	// Serve is asked for a peer held since its last Charge was refused:
+	// Serve means a block of n bytes may go to it now, Hold that it
+	// waits on, Refuse that it is not to be served at all.
 	Serve(p Peer, n int) Verdict
 	// MayRequest says whether we may ask p for blocks now: a paid uploader
 	// serves only buyers whose payment channel it has seen, and blocks

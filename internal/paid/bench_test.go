@@ -4,13 +4,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/floodgate-p2p/floodgate/internal/bencode"
 	"github.com/floodgate-p2p/floodgate/internal/credit"
 	"github.com/floodgate-p2p/floodgate/internal/hashchain"
 	"github.com/floodgate-p2p/floodgate/internal/identity"
 )
 
 // BenchmarkServeBlock is the uploader's cost per block for a paying peer:
-// the engine asks Serve when the request arrives and Charge when the block
+// the engine asks Refuses when the request arrives and Charge when the block
 // goes to the writer, and every 64 blocks (1024 units) a payment arrives.
 func BenchmarkServeBlock(b *testing.B) {
 	w := newFuzzWorld(b)
@@ -38,7 +39,7 @@ func BenchmarkServeBlock(b *testing.B) {
 	b.ResetTimer()
 	var step int64
 	for i := range b.N {
-		if w.sess.Serve(w.peer, tBlock) != 0 || !w.sess.Charge(w.peer, tBlock) {
+		if w.sess.Refuses(w.peer) || !w.sess.Charge(w.peer, tBlock) {
 			b.Fatalf("block %d not served", i)
 		}
 		if i%64 == 63 && step < steps {
@@ -49,4 +50,39 @@ func BenchmarkServeBlock(b *testing.B) {
 			}
 		}
 	}
+}
+
+// BenchmarkPayMessage: encoding and decoding one pay message, by the hand
+// codec and by the general one.
+func BenchmarkPayMessage(b *testing.B) {
+	m := message{Type: typePay, Channel: "0123456789abcdef0123456789abcdef", Index: 123456, Preimage: make([]byte, 32)}
+	enc := m.encode()
+	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			_ = m.encode()
+		}
+	})
+	b.Run("encode-general", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			_, _ = bencode.Marshal(m)
+		}
+	})
+	b.Run("decode", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if _, err := decodeMessage(enc); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decode-general", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if _, err := decodeAny(enc); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

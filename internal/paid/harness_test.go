@@ -365,6 +365,7 @@ type hostile struct {
 	onRequest func(m wire.Message)
 
 	got    int64             // piece payload bytes received
+	reject int               // BEP 6 rejects of our requests received
 	blocks map[[2]uint32]int // blocks received, by piece and offset
 	fg     []message         // Floodgate messages received
 	closed bool              // the other side hung up
@@ -477,6 +478,8 @@ func (h *hostile) handle(m wire.Message) {
 	switch {
 	case m.ID == wire.Request && h.onRequest != nil:
 		h.onRequest(m)
+	case m.ID == wire.Reject:
+		h.reject++
 	case m.ID == wire.Piece:
 		h.got += int64(len(m.Payload))
 		h.blocks[[2]uint32{m.Index, m.Begin}]++

@@ -142,6 +142,31 @@ func (s *Session) onFailed(ps *peerState, m message) {
 	}
 }
 
+// Refuses implements engine.Payments: a plain peer unless in free mode,
+// and an account refused, blocked or overdue. Everything else is queued,
+// and Charge checks the credit window and the channels block by block, so
+// asking here as well only doubled that work.
+func (s *Session) Refuses(p engine.Peer) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := s.peers[p.ConnID()]
+	if ps == nil {
+		return false
+	}
+	s.settle(ps)
+	switch {
+	case ps.plain:
+		return !s.cfg.Free
+	case !ps.authed:
+		return false // handshake not finished yet
+	case s.refused[ps.account] != "":
+		return true
+	case ps.class.PricePerMiB == 0:
+		return false
+	}
+	return s.book.Refuses(ps.account, s.cfg.Now())
+}
+
 // Serve implements engine.Payments: plain peers are served only in free
 // mode; Floodgate peers within their credit window and their channels.
 func (s *Session) Serve(p engine.Peer, n int) engine.Verdict {

@@ -8,7 +8,8 @@ import (
 )
 
 // A plain BitTorrent client (no Floodgate extension) gets nothing from a
-// paid seeder, and everything from one run with --free.
+// paid seeder, which rejects its requests at once (BEP 6) so it can ask
+// elsewhere, and everything from one run with --free.
 func TestPlainPeerServedOnlyInFreeMode(t *testing.T) {
 	for _, free := range []bool{false, true} {
 		s := newSwarm(t, tSize)
@@ -20,6 +21,8 @@ func TestPlainPeerServedOnlyInFreeMode(t *testing.T) {
 		switch {
 		case !free && h.got != 0:
 			t.Fatalf("paid seeder served %d bytes to a plain peer", h.got)
+		case !free && h.reject != 8:
+			t.Fatalf("paid seeder rejected %d of a plain peer's 8 requests", h.reject)
 		case free && h.got != 8*tBlock:
 			t.Fatalf("free seeder served %d bytes of %d to a plain peer", h.got, 8*tBlock)
 		}

@@ -3,6 +3,8 @@ package scheduler
 import (
 	"errors"
 	"math"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 )
@@ -516,5 +518,59 @@ func TestRingPushFront(t *testing.T) {
 		if got := r.pop(); got.Piece != w {
 			t.Fatalf("pop %d: piece %d, want %d", i, got.Piece, w)
 		}
+	}
+}
+
+// A ring answers contains, pop and remove alike whether or not it has
+// grown an index: random pushes (of requests not queued, as the Scheduler
+// does), pops and removes, checked against a plain list, across the
+// length at which the index is made.
+func TestRingIndexAgreesWithTheQueue(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 9))
+	var r ring
+	var model []Request
+	find := func(x Request) int { return slices.Index(model, x) }
+	for step := range 20000 {
+		x := Request{Piece: uint32(rng.IntN(40)), Begin: uint32(rng.IntN(8)) * 16384, Length: 16384}
+		if got, want := r.contains(x), find(x) >= 0; got != want {
+			t.Fatalf("step %d: contains(%v) = %v, want %v", step, x, got, want)
+		}
+		// Lean towards growing until the queue is well past indexAbove,
+		// then towards shrinking, so the index is made, used and emptied.
+		grow := 0.7
+		if step%4000 >= 2000 {
+			grow = 0.3
+		}
+		switch f := rng.Float64(); {
+		case f < grow && find(x) < 0:
+			if rng.IntN(10) == 0 {
+				r.pushFront(x)
+				model = slices.Insert(model, 0, x)
+			} else {
+				r.push(x)
+				model = append(model, x)
+			}
+		case f < grow+0.1:
+			if got, want := r.remove(x), find(x) >= 0; got != want {
+				t.Fatalf("step %d: remove(%v) = %v, want %v", step, x, got, want)
+			}
+			if i := find(x); i >= 0 {
+				model = slices.Delete(model, i, i+1)
+			}
+		case len(model) > 0:
+			if got := r.pop(); got != model[0] {
+				t.Fatalf("step %d: pop = %v, want %v", step, got, model[0])
+			}
+			model = model[1:]
+		}
+		if r.len() != len(model) {
+			t.Fatalf("step %d: len %d, want %d", step, r.len(), len(model))
+		}
+		if r.index != nil && len(r.index) != len(model) {
+			t.Fatalf("step %d: index holds %d requests, queue %d", step, len(r.index), len(model))
+		}
+	}
+	if r.index == nil {
+		t.Fatal("the queue never grew an index; the test covers nothing")
 	}
 }

@@ -171,7 +171,7 @@ start_postgres() {
         return 1
     }
     for tries in 1 2 3 4 5; do
-        port=$((20000 + RANDOM % 20000))
+        port=$((10000 + RANDOM % 22000)) # below the ephemeral range (32768-)
         # Skip ports something already answers on.
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             continue

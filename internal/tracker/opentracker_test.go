@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/floodgate-p2p/floodgate/internal/testport"
 )
 
 // startOpentracker runs a real opentracker on loopback with a whitelist of
@@ -47,7 +49,7 @@ func startOpentracker(t *testing.T, hashes ...[20]byte) string {
 	if err := os.WriteFile(filepath.Join(dir, "whitelist"), []byte(wl.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	tcpPort, udpPort := freePort(t, "tcp"), freePort(t, "udp")
+	tcpPort, udpPort := testport.Free(t, "tcp"), testport.Free(t, "udp")
 	cmd := exec.Command(bin, "-i", "127.0.0.1", "-p", fmt.Sprint(tcpPort), "-P", fmt.Sprint(udpPort), "-w", filepath.Join(dir, "whitelist"))
 	cmd.Dir = dir
 	var out strings.Builder
@@ -111,29 +113,6 @@ func waitWhitelist(t *testing.T, announce string, h [20]byte) {
 	probe.Event = EventStopped
 	if _, err := Announce(context.Background(), client, announce, probe); err != nil {
 		t.Fatalf("probe stop: %v", err)
-	}
-}
-
-// freePort asks the kernel for a free loopback port. Another process could
-// take it before opentracker binds it; the test would then fail loudly
-// rather than pass wrongly.
-func freePort(t *testing.T, network string) int {
-	t.Helper()
-	switch network {
-	case "udp":
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	default:
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return l.Addr().(*net.TCPAddr).Port
 	}
 }
 

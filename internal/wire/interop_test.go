@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/floodgate-p2p/floodgate/internal/bencode"
+	"github.com/floodgate-p2p/floodgate/internal/testport"
 )
 
 // needTool returns the path of an external program, skipping the test when
@@ -76,7 +77,7 @@ func TestInteropAria2Seeder(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	port := freePort(t)
+	port := testport.Free(t)
 	cmd := exec.Command(aria2, "--seed-ratio=0", "--check-integrity=true", "--enable-dht=false",
 		"--bt-enable-lpd=false", "--enable-peer-exchange=false", "--listen-port="+strconv.Itoa(port),
 		"--dir="+dir, "--quiet=true", torrentPath)
@@ -180,16 +181,6 @@ func TestInteropAria2Seeder(t *testing.T) {
 			t.Logf("ignoring %v", m)
 		}
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // dialRetry waits for a freshly started program to listen.

@@ -42,19 +42,6 @@ func needTool(t testing.TB, name string) string {
 	return ""
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-// Another process may grab it before ours binds; the ephemeral range is
-// large enough that this does not happen in practice.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // proc is an external process started for one test. It is killed, and its
 // waiter goroutine collected, by the test's cleanup.
 type proc struct {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/floodgate-p2p/floodgate/internal/testport"
 )
 
 // Time limits. Transfers in these tests are a few MiB over loopback and
@@ -74,7 +76,7 @@ func floodgateCreate(t testing.TB, content, out string, pieceLength int, announc
 // once it accepts connections.
 func startFloodgateSeed(t testing.TB, torrent, data string) (string, *proc) {
 	t.Helper()
-	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	addr := "127.0.0.1:" + strconv.Itoa(testport.Free(t))
 	pr := startProc(t, t.TempDir(), floodgateBin, "seed", "--listen", addr, "--free", torrent, data)
 	waitListening(t, pr, addr, startTimeout)
 	return addr, pr
@@ -121,7 +123,7 @@ func aria2Args(listenPort int) []string {
 func startAria2Seeder(t testing.TB, torrent, dataDir string) (string, *proc) {
 	t.Helper()
 	bin := needTool(t, "aria2c")
-	port := freePort(t)
+	port := testport.Free(t)
 	args := append(aria2Args(port),
 		"--check-integrity=true",
 		// 0.0: keep seeding regardless of share ratio, until killed.
@@ -139,7 +141,7 @@ func startAria2Seeder(t testing.TB, torrent, dataDir string) (string, *proc) {
 func aria2Leech(t testing.TB, torrent, outDir string) {
 	t.Helper()
 	bin := needTool(t, "aria2c")
-	args := append(aria2Args(freePort(t)),
+	args := append(aria2Args(testport.Free(t)),
 		// Exit as soon as the download is complete instead of seeding.
 		"--seed-time=0",
 		// Give up (and fail the test) if nothing arrives for this long.
@@ -156,7 +158,7 @@ func aria2Leech(t testing.TB, torrent, outDir string) {
 // It returns the tracker and the torrent's path.
 func newTracker(t testing.TB, kind string, makeTorrent func(announce string) string) (tracker, string) {
 	t.Helper()
-	port := freePort(t)
+	port := testport.Free(t)
 	announce := fmt.Sprintf("http://127.0.0.1:%d/announce", port)
 	switch kind {
 	case "opentracker":

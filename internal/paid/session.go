@@ -127,7 +127,12 @@ type Config struct {
 	// RedeemEvery is how often earnings are redeemed (default 2 s).
 	RedeemEvery time.Duration
 	// OverdueAfter: an account whose debt has not shrunk this long is cut
-	// off and reported (default 30 s).
+	// off and reported (default 30 s). Keep it well above the engine's
+	// snub timeout (20 s): an honest buyer cannot pay for our blocks of a
+	// piece whose other blocks it asked of a peer that never sends them,
+	// until it snubs that peer and asks someone else, so a shorter cut-off
+	// lets fake uploaders get honest buyers refused
+	// (TestAttackFakeUploadersLockTheDownloadersFunds).
 	OverdueAfter time.Duration
 	// StatePath persists what must survive a crash: received payments
 	// not yet redeemed, and the credit book. "" keeps it in memory only.

@@ -63,6 +63,8 @@ func FuzzPayCodec(f *testing.F) {
 	f.Add([]byte("d2:ch01:x1:ii1e1:p32:"+string(pre)+"1:t3:paye"), "", int64(0), pre)
 	f.Add([]byte("d2:ch1:x1:ii01e1:p32:"+string(pre)+"1:t3:paye"), "x", int64(-5), pre)
 	f.Add([]byte("d2:ch1:x1:ii1e1:p32:"+string(pre)+"1:t3:payee"), string(make([]byte, 65)), int64(10), pre)
+	// A channel id so long that the message passes MaxMessageSize.
+	f.Add([]byte("x"), string(bytes.Repeat([]byte{'c'}, 4060)), int64(1), pre)
 	f.Fuzz(func(t *testing.T, raw []byte, channel string, index int64, preimage []byte) {
 		if m, ok := decodePay(raw); ok {
 			want, err := decodeAny(raw)
@@ -81,6 +83,9 @@ func FuzzPayCodec(f *testing.F) {
 		enc := m.encode()
 		if !bytes.Equal(enc, want) {
 			t.Fatalf("%+v encodes to %q, bencode.Marshal to %q", m, enc, want)
+		}
+		if len(enc) > MaxMessageSize {
+			return // refused by size before either decoder looks at it
 		}
 		byHand, errHand := decodeMessage(enc)
 		general, errGeneral := decodeAny(enc)

@@ -70,8 +70,8 @@ type message struct {
 // is at most 64 MiB (metainfo.MaxPieceLength).
 const maxFailedBytes = 64 << 20
 
-// maxChannelID bounds a channel id in a closed message (the broker's are
-// 32 hex digits).
+// maxChannelID bounds a channel id in a closed message, and in a pay
+// message read by hand (the broker's are 32 hex digits).
 const maxChannelID = 64
 
 // ErrBadMessage is wrapped by every decoding failure; the engine closes the
@@ -137,7 +137,7 @@ func decodeAny(b []byte) (message, error) {
 }
 
 func (m message) encode() []byte {
-	if m.Type == typePay && m.Channel != "" && m.Index > 0 && len(m.Preimage) > 0 {
+	if m.payOnly() {
 		return m.appendPay(make([]byte, 0, payOverhead+len(m.Channel)+len(m.Preimage)))
 	}
 	b, err := bencode.Marshal(m)
@@ -155,9 +155,18 @@ func (m message) encode() []byte {
 // through the general decoder. Both give what bencode.Marshal and the
 // general decoder give (FuzzPayCodec).
 
-// payOverhead is room enough for a pay message's encoding besides its
+// payOverhead is the usual room a pay message's encoding needs besides its
 // channel id and preimage: keys, type and three numbers.
 const payOverhead = 64
+
+// payOnly reports whether m is a pay message with a channel, a positive
+// index and a preimage, and no other field set: appendPay writes only
+// those.
+func (m message) payOnly() bool {
+	return m.Type == typePay && m.Channel != "" && m.Index > 0 && len(m.Preimage) > 0 &&
+		m.Sig == nil && m.Voucher == nil && m.Owed == 0 && m.Paid == 0 &&
+		m.Code == "" && m.Reason == "" && m.Piece == 0 && m.Bytes == 0
+}
 
 // appendPay appends the bencoding of a pay message with a channel, a
 // positive index and a preimage: its keys in order, and no other field (a

@@ -305,9 +305,7 @@ func (s *Scheduler) Enqueue(id PeerID, r Request) error {
 	if r.Length == 0 || r.Length > s.cfg.MaxRequestLength {
 		return fmt.Errorf("%w: length %d (max %d) from peer %d", ErrBadRequest, r.Length, s.cfg.MaxRequestLength, id)
 	}
-	// Duplicates are found by scanning the queue: it is bounded by
-	// MaxQueuePerPeer, the scan is a few hundred nanoseconds at worst, and
-	// unlike a per-peer map it never allocates as requests come and go.
+	// A duplicate is ignored (see ring.contains for how it is found).
 	if p.q.contains(r) {
 		return nil
 	}

@@ -8,12 +8,20 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
 // lowest is the bottom of the range Free draws from: above the ports
 // well-known services listen on.
 const lowest = 10000
+
+// given holds the ports Free handed out in this process, so that two
+// callers that have not bound theirs yet never get the same one.
+var given struct {
+	sync.Mutex
+	ports map[int]bool
+}
 
 // Free returns a port on 127.0.0.1 that is free at this moment for every
 // one of networks ("tcp", "udp"; none means "tcp"). It is drawn at random
@@ -33,9 +41,15 @@ func Free(t testing.TB, networks ...string) int {
 		// to a port the kernel picks.
 		return kernelPort(t, networks[0])
 	}
+	given.Lock()
+	defer given.Unlock()
+	if given.ports == nil {
+		given.ports = make(map[int]bool)
+	}
 	for range 100 {
 		p := lowest + rand.IntN(top-lowest)
-		if free(p, networks) {
+		if !given.ports[p] && free(p, networks) {
+			given.ports[p] = true
 			return p
 		}
 	}

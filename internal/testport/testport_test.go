@@ -42,3 +42,15 @@ func TestFreeSkipsAPortInUse(t *testing.T) {
 		t.Fatalf("port %d is bound but reported free", p)
 	}
 }
+
+// Ports handed out are never handed out again, bound or not.
+func TestFreeNeverRepeatsAPort(t *testing.T) {
+	seen := make(map[int]bool)
+	for range 500 {
+		p := Free(t)
+		if seen[p] {
+			t.Fatalf("port %d handed out twice", p)
+		}
+		seen[p] = true
+	}
+}

@@ -158,7 +158,7 @@ func aria2Leech(t testing.TB, torrent, outDir string) {
 // It returns the tracker and the torrent's path.
 func newTracker(t testing.TB, kind string, makeTorrent func(announce string) string) (tracker, string) {
 	t.Helper()
-	port := testport.Free(t)
+	port := testport.Free(t, "tcp", "udp") // opentracker binds UDP too (-P)
 	announce := fmt.Sprintf("http://127.0.0.1:%d/announce", port)
 	switch kind {
 	case "opentracker":

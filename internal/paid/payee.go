@@ -149,11 +149,10 @@ func (s *Session) onFailed(ps *peerState, m message) {
 func (s *Session) Refuses(p engine.Peer) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ps := s.peers[p.ConnID()]
+	ps := s.settled(p)
 	if ps == nil {
 		return false
 	}
-	s.settle(ps)
 	switch {
 	case ps.plain:
 		return !s.cfg.Free

@@ -286,11 +286,10 @@ const (
 func (s *Session) MayRequest(p engine.Peer) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ps := s.peers[p.ConnID()]
+	ps := s.settled(p)
 	if ps == nil {
 		return false
 	}
-	s.settle(ps)
 	if ps.authed && !ps.wanted && s.cfg.Class.PricePerMiB > 0 {
 		ps.wanted = true
 		if po := s.payee(ps.account); !po.wanted {

@@ -461,6 +461,16 @@ func (s *Session) settle(ps *peerState) {
 	}
 }
 
+// settled returns p's state after settle, nil if p is unknown. s.mu is
+// held.
+func (s *Session) settled(p engine.Peer) *peerState {
+	ps := s.peers[p.ConnID()]
+	if ps != nil {
+		s.settle(ps)
+	}
+	return ps
+}
+
 func (s *Session) peer(p engine.Peer) *peerState {
 	ps := s.peers[p.ConnID()]
 	if ps == nil {

@@ -128,9 +128,8 @@ func startQuote(ctx context.Context, ps paidSetup, class string, maxSpend, size 
 	// The certificate `account register` saved saves a broker round trip;
 	// without a valid one (another provider, expiring) register again.
 	var reg broker.RegisterResponse
-	if c, err := identity.ReadCertificateFile(certPath(ps.keyPath)); err == nil && c.Key == ps.key.Public() &&
-		c.Verify(ps.terms.Provider, time.Now().Add(24*time.Hour)) == nil {
-		reg = broker.RegisterResponse{Account: c.Account, Certificate: c}
+	if c := ps.savedCertificate(); c != nil {
+		reg = broker.RegisterResponse{Account: c.Account, Certificate: *c}
 	} else if reg, err = bc.Register(ctx); err != nil {
 		return nil, fmt.Errorf("register with broker %s: %w", ps.terms.Broker, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -74,6 +75,22 @@ func (p *peerFlags) setupPaid(mi *metainfo.MetaInfo, role string) (paidSetup, er
 	}
 	state := filepath.Join(p.stateDir, fmt.Sprintf("%s-%s-%s.json", mi.InfoHash, key.AccountID()[:12], role))
 	return paidSetup{terms: tm, key: key, keyPath: p.keyPath, state: state}, nil
+}
+
+// savedCertificate is the certificate `account register` saved next to the
+// key, if it is this key's, signed by the torrent's provider and valid for
+// at least another day; otherwise (and for a plain torrent) nil, and the
+// peer registers with the broker again (idempotent): the saved one only
+// spares that round trip.
+func (ps paidSetup) savedCertificate() *identity.Certificate {
+	if ps.terms == nil {
+		return nil
+	}
+	c, err := identity.ReadCertificateFile(certPath(ps.keyPath))
+	if err != nil || c.Key != ps.key.Public() || c.Verify(ps.terms.Provider, time.Now().Add(24*time.Hour)) != nil {
+		return nil
+	}
+	return &c
 }
 
 func (p *peerFlags) limits() (up, down int64, err error) {

@@ -58,6 +58,7 @@ the torrent is refused with a message saying how much is wrong.
 				DownloadLimit: down,
 				Logger:        pf.logger(),
 				Identity:      ps.key,
+				Certificate:   ps.savedCertificate(),
 				StatePath:     ps.state,
 				OnTrackerError: func(url string, err error) {
 					fmt.Fprintf(errOut, "tracker %s: %v\n", url, err)

@@ -150,20 +150,32 @@ func (s *Session) Refuses(p engine.Peer) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ps := s.settled(p)
-	if ps == nil {
-		return false
-	}
-	switch {
-	case ps.plain:
-		return !s.cfg.Free
-	case !ps.authed:
-		return false // handshake not finished yet
-	case s.refused[ps.account] != "":
-		return true
-	case ps.class.PricePerMiB == 0:
-		return false
+	if v, decided := s.verdictWithoutCredit(ps); decided {
+		return v == engine.Refuse
 	}
 	return s.book.Refuses(ps.account, s.cfg.Now())
+}
+
+// verdictWithoutCredit decides what needs no look at credit: a peer still
+// in its handshake waits, a plain one is served only in free mode, a
+// refused account never, and a free class always. decided is false for a
+// paying Floodgate peer, whose credit window and channels decide. s.mu is
+// held.
+func (s *Session) verdictWithoutCredit(ps *peerState) (v engine.Verdict, decided bool) {
+	switch {
+	case ps == nil || (!ps.plain && !ps.authed):
+		return engine.Hold, true // handshake not finished yet
+	case ps.plain:
+		if s.cfg.Free {
+			return engine.Serve, true
+		}
+		return engine.Refuse, true
+	case s.refused[ps.account] != "":
+		return engine.Refuse, true
+	case ps.class.PricePerMiB == 0:
+		return engine.Serve, true
+	}
+	return 0, false
 }
 
 // Serve implements engine.Payments: plain peers are served only in free
@@ -179,18 +191,8 @@ func (s *Session) serve(ps *peerState, n int, now time.Time) engine.Verdict {
 	if ps != nil {
 		s.settle(ps)
 	}
-	switch {
-	case ps == nil || (!ps.plain && !ps.authed):
-		return engine.Hold // handshake not finished yet
-	case ps.plain:
-		if s.cfg.Free {
-			return engine.Serve
-		}
-		return engine.Refuse
-	case s.refused[ps.account] != "":
-		return engine.Refuse
-	case ps.class.PricePerMiB == 0:
-		return engine.Serve
+	if v, decided := s.verdictWithoutCredit(ps); decided {
+		return v
 	}
 	// A newcomer gets its first credit window before showing a channel
 	// (its downloader opens one eagerly only to a couple of uploaders that
